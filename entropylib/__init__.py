@@ -1,0 +1,15 @@
+"""entropylib: differential entropy estimators and entropy-based criteria for SSL embeddings.
+
+The data path: samples -> :func:`estimate` (spacing, kNN, KDE and Gaussian estimators on
+numpy, numba and torch backends) -> :mod:`entropylib.criteria` (E2MC and the criteria it is
+compared with, as differentiable torch losses).
+
+Importing entropylib imports neither torch, torchvision nor faiss, and compiles nothing.
+"""
+
+from entropylib import spacings  # noqa: F401  (registers the spacing estimators)
+from entropylib.estimate import estimate
+from entropylib.registry import methods
+
+__all__ = ["estimate", "methods"]
+__version__ = "0.1.0"

@@ -1,0 +1,247 @@
+"""`estimate`: the one entry point to every differential entropy estimator."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from entropylib import registry, validation
+
+#: numpy inputs with at least this many values go to the numba backend under backend="auto"
+NUMBA_AUTO_SIZE = 20_000
+
+
+def estimate(
+    x: Any,
+    method: str = "m_spacing",
+    *,
+    joint: bool = False,
+    base: float | None = None,
+    backend: str = "auto",
+    nan_policy: str = "raise",
+    ties: str = "raise",
+    seed: int = 0,
+    **options: Any,
+) -> Any:
+    """Estimate differential entropy from samples.
+
+    Parameters
+    ----------
+    x : array_like or torch.Tensor, shape (n,) or (n, d)
+        n samples along axis 0. For 2-D input the d per-column (marginal) entropies are
+        returned, unless ``joint=True``.
+    method : str
+        An estimator name; ``entropylib.methods()`` lists them with their options.
+    joint : bool
+        Return the joint entropy of the d-dimensional sample (methods that support it).
+    base : float, optional
+        Logarithm base of the result; nats by default (``base=2`` gives bits).
+    backend : {"auto", "numpy", "numba", "torch"}
+        ``"auto"`` uses torch for tensors, numba for large numpy inputs and numpy otherwise.
+        The torch backend is differentiable. A tensor given to a numpy backend (or an array
+        to the torch backend) is converted and the result converted back, without gradient.
+    nan_policy : {"raise", "omit", "propagate"}
+    ties : {"raise", "jitter", "floor"}
+        What to do when tied values make a spacing or neighbour distance zero; see
+        :mod:`entropylib.validation` for the exact rules.
+    seed : int
+        Seed of the ``ties="jitter"`` noise.
+    **options
+        Method options such as ``m`` (spacing window) or ``k`` (neighbours).
+
+    Returns
+    -------
+    entropy : float, numpy.ndarray or torch.Tensor
+        A scalar for 1-D input or ``joint=True``, else shape (d,). Numpy in, numpy out;
+        a tensor in, a tensor out (same device; float32 or float64 as the input).
+
+    Examples
+    --------
+    >>> import numpy as np, entropylib
+    >>> x = np.random.default_rng(0).normal(size=10_000)
+    >>> h = entropylib.estimate(x, "vasicek")
+    >>> round(float(h), 2), round(0.5 * np.log(2 * np.pi * np.e), 2)
+    (1.41, 1.42)
+    """
+    spec = registry.get(method)
+    validation.check_policies(nan_policy, ties, spec.ties)
+    if joint and not spec.supports_joint:
+        joint_methods = [n for n, info in registry.methods().items() if info["joint"]]
+        raise ValueError(
+            f"method {method!r} is univariate and has no joint estimate; "
+            f"use joint=False for per-column entropies or one of {joint_methods}"
+        )
+    samples = validation.as_samples(x)
+    impls = spec.joint_backends if joint else spec.backends
+    backend = _resolve_backend(backend, impls, samples, method)
+    log_base = _log_base(base)
+
+    data = samples.data
+    validation.check_no_inf(data)
+    nan_cols = validation.nan_columns(data)
+    if nan_cols.any() and nan_policy == "raise":
+        raise ValueError(
+            f"x has NaN values in column(s) {np.flatnonzero(nan_cols).tolist()[:10]}; "
+            "pass nan_policy='omit' to drop them or 'propagate' to return NaN"
+        )
+
+    run = _Runner(spec, impls[backend], backend, ties, seed, options)
+    if joint:
+        if nan_cols.any():
+            if nan_policy == "propagate":
+                return _finish(np.array(np.nan), samples, data, log_base, scalar=True)
+            data = _drop_nan_rows(data)
+        result = run.joint(data)
+    elif not nan_cols.any():
+        result = run.marginal(data)
+    else:
+        result = _marginal_with_nans(run, data, nan_cols, nan_policy)
+    return _finish(result, samples, data, log_base, scalar=joint or samples.was_1d)
+
+
+class _Runner:
+    """Fills in options, applies the tie policy and calls one implementation."""
+
+    def __init__(self, spec, impl, backend, ties, seed, options):
+        unknown = set(options) - set(spec.options)
+        if unknown:
+            raise TypeError(
+                f"method {spec.name!r} got unknown option(s) {sorted(unknown)}; "
+                f"its options are {sorted(spec.options)}"
+            )
+        self.spec, self.impl, self.backend = spec, impl, backend
+        self.ties, self.seed, self.options = ties, seed, options
+
+    def _prepare(self, data):
+        n = data.shape[0]
+        opts = {**self.spec.options, **self.options}
+        opts = dict(self.spec.check_options(opts, n))
+        need = self.spec.min_samples(opts, n)
+        if n < need:
+            raise ValueError(
+                f"method {self.spec.name!r} needs at least {need} samples per column with "
+                f"these options, got n = {n}"
+            )
+        return opts
+
+    def _call(self, data, opts):
+        to_numpy = self.backend != "torch" and validation.is_tensor(data)
+        to_torch = self.backend == "torch" and not validation.is_tensor(data)
+        if to_numpy:
+            arg = data.detach().cpu().numpy()
+        elif to_torch:
+            import torch
+
+            arg = torch.from_numpy(np.ascontiguousarray(data))
+        else:
+            arg = data
+        if self.ties == "jitter":
+            arg = validation.dequantize(arg, self.seed)
+        out = self.impl(arg, ties=self.ties, **opts)
+        if to_numpy:
+            import torch
+
+            return torch.as_tensor(np.asarray(out), dtype=data.dtype, device=data.device)
+        if to_torch:
+            return out.detach().numpy()
+        return out
+
+    def marginal(self, data):
+        opts = self._prepare(data)
+        const = validation.constant_columns(data)
+        if not const.any():
+            return self._call(data, opts)
+        if self.ties == "raise":
+            raise ValueError(
+                f"column(s) {np.flatnonzero(const).tolist()[:10]} are constant, so every "
+                "spacing is zero and the entropy is -inf; pass ties='jitter' or 'floor' "
+                "to get -inf with a warning instead"
+            )
+        validation.warn_constant(const)
+        keep = np.flatnonzero(~const)
+        out = _full_like(data, -math.inf, data.shape[1])
+        if keep.size:
+            out[keep] = self._call(data[:, keep], opts)
+        return out
+
+    def joint(self, data):
+        opts = self._prepare(data)
+        const = validation.constant_columns(data)
+        if const.any():
+            if self.ties == "raise":
+                raise ValueError(
+                    f"column(s) {np.flatnonzero(const).tolist()[:10]} are constant: the joint "
+                    "distribution is degenerate (entropy -inf)"
+                )
+            validation.warn_constant(const)
+            return _full_like(data, -math.inf, None)
+        return self._call(data, opts)
+
+
+def _marginal_with_nans(run: _Runner, data: Any, nan_cols: np.ndarray, nan_policy: str):
+    out = _full_like(data, math.nan, data.shape[1])
+    clean = np.flatnonzero(~nan_cols)
+    if clean.size:
+        out[clean] = run.marginal(data[:, clean])
+    if nan_policy == "omit":
+        for j in np.flatnonzero(nan_cols):
+            col = data[:, j : j + 1]
+            col = col[~(col.isnan() if validation.is_tensor(col) else np.isnan(col))[:, 0]]
+            if col.shape[0] == 0:
+                raise ValueError(f"column {j} is all NaN: nothing is left after omitting NaN")
+            out[j : j + 1] = run.marginal(col.reshape(-1, 1))
+    return out
+
+
+def _drop_nan_rows(data: Any) -> Any:
+    if validation.is_tensor(data):
+        return data[~data.isnan().any(dim=1)]
+    return data[~np.isnan(data).any(axis=1)]
+
+
+def _full_like(data: Any, value: float, size: int | None) -> Any:
+    shape = () if size is None else (size,)
+    if validation.is_tensor(data):
+        import torch
+
+        return torch.full(shape, value, dtype=data.dtype, device=data.device)
+    return np.full(shape, value, dtype=data.dtype)
+
+
+def _resolve_backend(backend: str, impls: dict, samples, method: str) -> str:
+    if backend == "auto":
+        if samples.is_torch:
+            backend = "torch"
+        elif "numba" in impls and samples.data.size >= NUMBA_AUTO_SIZE:
+            backend = "numba"
+        else:
+            backend = "numpy"
+    if backend not in registry.BACKENDS:
+        raise ValueError(f"backend must be 'auto' or one of {registry.BACKENDS}, got {backend!r}")
+    if backend not in impls:
+        raise ValueError(
+            f"method {method!r} has no {backend!r} backend here; available: {sorted(impls)}"
+        )
+    return backend
+
+
+def _log_base(base: float | None) -> float:
+    if base is None:
+        return 1.0
+    if not (isinstance(base, (int, float)) and base > 0 and base != 1 and math.isfinite(base)):
+        raise ValueError(f"base must be a positive number other than 1, got {base!r}")
+    return math.log(base)
+
+
+def _finish(result: Any, samples, data: Any, log_base: float, scalar: bool) -> Any:
+    if log_base != 1.0:
+        result = result / log_base
+    if samples.is_torch:
+        import torch
+
+        result = torch.as_tensor(result, dtype=data.dtype, device=data.device)
+        return result.reshape(()) if scalar else result
+    result = np.asarray(result, dtype=data.dtype)
+    return result.reshape(())[()] if scalar else result

@@ -1,0 +1,96 @@
+"""The method registry: one record per estimator, through which `estimate` dispatches.
+
+An estimator registers a :class:`Method` whose ``backends`` map a backend name ("numpy",
+"numba", "torch") to a function ``f(x, **options) -> per-column entropies`` for marginal
+estimation, and optionally ``joint_backends`` for the joint entropy of a (n, d) sample.
+
+Implementation contract (validation has already happened when these are called):
+
+- ``x`` is a 2-D float array of shape (n, d) (numpy for "numpy"/"numba", torch for "torch"),
+  finite, with n at least ``min_samples(options)``;
+- marginal functions return shape (d,), joint functions a 0-d value, in nats;
+- ``options`` are the method's keyword options after defaults were filled in, plus ``ties``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+Impl = Callable[..., Any]
+
+BACKENDS = ("numpy", "numba", "torch")
+
+
+@dataclass(frozen=True)
+class Method:
+    """What `estimate` needs to know about one estimator."""
+
+    name: str
+    summary: str
+    reference: str
+    backends: Mapping[str, Impl]
+    joint_backends: Mapping[str, Impl] = field(default_factory=dict)
+    #: keyword options and their defaults (``None`` means "computed from the data")
+    options: Mapping[str, Any] = field(default_factory=dict)
+    #: smallest number of samples per column, given the filled-in options and n
+    min_samples: Callable[[Mapping[str, Any], int], int] = lambda options, n: 2
+    #: checks options against n; raises ValueError with a message that says what is expected
+    check_options: Callable[[Mapping[str, Any], int], Mapping[str, Any]] = (
+        lambda options, n: options
+    )
+    #: tie policies the estimator supports (zero spacings or zero neighbour distances)
+    ties: tuple[str, ...] = ("raise", "jitter", "floor")
+
+    @property
+    def supports_joint(self) -> bool:
+        return bool(self.joint_backends)
+
+    def describe(self) -> dict[str, Any]:
+        """A plain summary, as printed by ``entropylib.methods()``."""
+        return {
+            "summary": self.summary,
+            "reference": self.reference,
+            "backends": tuple(self.backends),
+            "joint": self.supports_joint,
+            "joint_backends": tuple(self.joint_backends),
+            "options": dict(self.options),
+            "ties": self.ties,
+        }
+
+
+_REGISTRY: dict[str, Method] = {}
+
+
+def register(method: Method) -> Method:
+    if method.name in _REGISTRY:
+        raise ValueError(f"method {method.name!r} is already registered")
+    unknown = set(method.backends) | set(method.joint_backends)
+    unknown -= set(BACKENDS)
+    if unknown:
+        raise ValueError(f"unknown backends {sorted(unknown)}; expected a subset of {BACKENDS}")
+    _REGISTRY[method.name] = method
+    return method
+
+
+def get(name: str) -> Method:
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise ValueError(
+            f"unknown method {name!r}; available methods: {', '.join(sorted(_REGISTRY))}"
+        ) from None
+
+
+def methods() -> dict[str, dict[str, Any]]:
+    """All registered estimators with their backends, joint support and options.
+
+    Examples
+    --------
+    >>> import entropylib
+    >>> info = entropylib.methods()
+    >>> info["m_spacing"]["backends"]
+    ('numpy', 'numba', 'torch')
+    """
+    return {name: m.describe() for name, m in sorted(_REGISTRY.items())}

@@ -1,0 +1,209 @@
+"""Input checks and the NaN / tie policies, written once for every estimator.
+
+`estimate` calls these before any estimator runs, so an estimator only ever sees a finite
+2-D float array of shape (n, d). The policies are documented here:
+
+NaN (``nan_policy``)
+    ``"raise"`` (default) ValueError naming the columns; ``"omit"`` drops NaN entries per
+    column (rows with any NaN for a joint estimate); ``"propagate"`` returns NaN for the
+    affected columns.
+
++-inf
+    Always a ValueError: an infinite sample has no finite differential entropy to estimate.
+
+Ties (``ties``): equal values make spacings or neighbour distances zero and log(0) = -inf.
+    ``"raise"`` (default) ValueError when an estimator meets a zero gap.
+    ``"jitter"`` dequantizes every column that contains repeated values: it adds
+    U(-delta/2, delta/2) noise, delta the column's smallest positive gap between distinct
+    values (its resolution), drawn from ``seed`` and assigned by rank, so the result does not
+    depend on the order of the samples. Tie-free columns are left untouched.
+    ``"floor"`` replaces each zero gap by ``finfo(dtype).eps * (max - min)`` of its column
+    (a one-ulp gap at the column's scale); in torch no gradient flows through a floored gap.
+    A constant column has no positive gap at any scale: under "raise" it is an error, under
+    the other policies its entropy is -inf with a RuntimeWarning.
+"""
+
+from __future__ import annotations
+
+import sys
+import warnings
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+NAN_POLICIES = ("raise", "omit", "propagate")
+TIE_POLICIES = ("raise", "jitter", "floor")
+
+
+def is_tensor(x: Any) -> bool:
+    """True for a torch.Tensor, without importing torch when the caller never did."""
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(x, torch.Tensor)
+
+
+@dataclass
+class Samples:
+    """A validated sample: ``data`` is 2-D (n, d) float; ``was_1d`` if the input was (n,)."""
+
+    data: Any
+    was_1d: bool
+    is_torch: bool
+
+
+def as_samples(x: Any) -> Samples:
+    """Check shape and dtype and return the sample as a 2-D float array of shape (n, d).
+
+    numpy input: integer and float16 become float64 / float32 ... as numpy promotes for
+    ``float``: integers -> float64, float16 -> float32, float32 and float64 kept.
+    torch input: float32 / float64 kept (device kept), integers -> float64, half -> float32.
+    """
+    if is_tensor(x):
+        return _tensor_samples(x)
+    if isinstance(x, (str, bytes)):
+        raise TypeError(f"x must be an array of real numbers, got {type(x).__name__}")
+    try:
+        arr = np.asarray(x)
+    except (TypeError, ValueError) as err:  # ragged lists
+        raise ValueError(f"x must be a rectangular array of real numbers: {err}") from None
+    if arr.dtype.kind == "c":
+        raise TypeError("x is complex; differential entropy is defined here for real samples")
+    if arr.dtype.kind == "b" or arr.dtype.kind not in "iuf":
+        raise TypeError(
+            f"x must hold real numbers (integer or float), got dtype {arr.dtype}"
+        )
+    if arr.dtype.kind in "iu":
+        arr = arr.astype(np.float64)
+    elif arr.dtype == np.float16:
+        arr = arr.astype(np.float32)
+    _check_shape(arr.shape)
+    was_1d = arr.ndim == 1
+    return Samples(arr.reshape(-1, 1) if was_1d else arr, was_1d, False)
+
+
+def _tensor_samples(x: Any) -> Samples:
+    import torch
+
+    if x.is_complex():
+        raise TypeError("x is complex; differential entropy is defined here for real samples")
+    if x.dtype == torch.bool:
+        raise TypeError("x must hold real numbers (integer or float), got dtype torch.bool")
+    if not x.is_floating_point():
+        x = x.to(torch.float64)
+    elif x.dtype in (torch.float16, torch.bfloat16):
+        x = x.to(torch.float32)
+    _check_shape(tuple(x.shape))
+    was_1d = x.ndim == 1
+    return Samples(x.reshape(-1, 1) if was_1d else x, was_1d, True)
+
+
+def _check_shape(shape: tuple[int, ...]) -> None:
+    if len(shape) not in (1, 2):
+        raise ValueError(
+            f"x must be 1-D (n,) or 2-D (n, d) with samples along axis 0, got shape {shape}"
+        )
+    if shape[0] == 0 or (len(shape) == 2 and shape[1] == 0):
+        raise ValueError(f"x is empty (shape {shape}); at least a few samples are needed")
+
+
+def nan_columns(data: Any) -> np.ndarray:
+    """Boolean mask (d,) of the columns holding at least one NaN."""
+    if is_tensor(data):
+        return data.isnan().any(dim=0).cpu().numpy()
+    return np.isnan(data).any(axis=0)
+
+
+def check_no_inf(data: Any) -> None:
+    bad = data.isinf().any(dim=0).cpu().numpy() if is_tensor(data) else np.isinf(data).any(axis=0)
+    if bad.any():
+        cols = np.flatnonzero(bad).tolist()
+        raise ValueError(
+            f"x has infinite values in column(s) {cols[:10]}; finite samples are expected"
+        )
+
+
+def check_policies(nan_policy: str, ties: str, supported_ties: tuple[str, ...]) -> None:
+    if nan_policy not in NAN_POLICIES:
+        raise ValueError(f"nan_policy must be one of {NAN_POLICIES}, got {nan_policy!r}")
+    if ties not in supported_ties:
+        raise ValueError(f"ties must be one of {supported_ties}, got {ties!r}")
+
+
+def constant_columns(data: Any) -> np.ndarray:
+    """Boolean mask (d,) of the columns whose values are all equal."""
+    if is_tensor(data):
+        return (data.amax(dim=0) == data.amin(dim=0)).cpu().numpy()
+    return np.ptp(data, axis=0) == 0
+
+
+def tie_floor(data: Any) -> Any:
+    """Per-column floor for zero gaps under ``ties="floor"``: eps(dtype) * (max - min)."""
+    if is_tensor(data):
+        import torch
+
+        span = (data.amax(dim=0) - data.amin(dim=0)).detach()
+        return span * torch.finfo(data.dtype).eps
+    return np.ptp(data, axis=0) * np.finfo(data.dtype).eps
+
+
+def apply_tie_policy(gaps: Any, ties: str, floor: Any, what: str = "spacings") -> Any:
+    """Apply the tie policy to nonnegative gaps of shape (k, d) (spacings or distances).
+
+    ``"raise"``: ValueError if any gap is zero. ``"floor"``: zero (or sub-floor) gaps become
+    ``floor`` (per column); in torch the floored entries carry no gradient. ``"jitter"``:
+    the data were already dequantized, so gaps are returned unchanged.
+    """
+    if ties == "raise":
+        zero = (gaps <= 0).sum(dim=0).cpu().numpy() if is_tensor(gaps) else (gaps <= 0).sum(axis=0)
+        if zero.any():
+            col = int(np.flatnonzero(zero)[0])
+            raise ValueError(
+                f"column {col} has {int(zero[col])} zero {what} (tied values), so log(0) = -inf. "
+                "Pass ties='jitter' to dequantize repeated values or ties='floor' to treat a tie "
+                "as a one-ulp gap"
+            )
+        return gaps
+    if ties == "floor":
+        if is_tensor(gaps):
+            import torch
+
+            return torch.where(gaps > floor, gaps, floor.expand_as(gaps))
+        return np.maximum(gaps, floor)
+    return gaps
+
+
+def dequantize(data: Any, seed: int = 0) -> Any:
+    """The ``ties="jitter"`` policy: break ties within each column's resolution.
+
+    Noise is drawn from ``numpy.random.default_rng(seed)`` for every backend (so backends agree)
+    and added by rank, so permuting the samples permutes the output the same way.
+    """
+    torch_in = is_tensor(data)
+    values = data.detach().cpu().numpy() if torch_in else data
+    order = np.argsort(values, axis=0, kind="stable")
+    sorted_vals = np.take_along_axis(values, order, axis=0)
+    gaps = np.diff(sorted_vals, axis=0)
+    has_ties = (gaps == 0).any(axis=0)
+    if not has_ties.any():
+        return data
+    positive = np.where(gaps > 0, gaps, np.inf)
+    resolution = positive.min(axis=0)
+    resolution = np.where(np.isfinite(resolution) & has_ties, resolution, 0.0)
+    rng = np.random.default_rng(seed)
+    by_rank = rng.uniform(-0.5, 0.5, size=values.shape) * resolution
+    noise = np.empty_like(by_rank)
+    np.put_along_axis(noise, order, by_rank, axis=0)
+    if torch_in:
+        import torch
+
+        return data + torch.as_tensor(noise, dtype=data.dtype, device=data.device)
+    return data + noise.astype(values.dtype, copy=False)
+
+
+def warn_constant(cols: np.ndarray) -> None:
+    warnings.warn(
+        f"column(s) {np.flatnonzero(cols).tolist()[:10]} are constant: "
+        "their differential entropy is -inf",
+        RuntimeWarning,
+        stacklevel=3,
+    )

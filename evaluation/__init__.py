@@ -1,0 +1,1 @@
+"""Evaluation of embeddings: faiss kNN, linear probes, fine-tuning, transfer, diagnostics."""
