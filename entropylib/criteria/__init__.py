@@ -1,0 +1,28 @@
+"""Differentiable torch criteria: E2MC, the criteria it is compared with, and base SSL losses.
+
+Every criterion is a small ``torch.nn.Module`` whose ``forward(*views)`` takes (N, D) tensors
+and returns ``(loss, parts)``: a scalar loss and a dict of detached tensors for logging.
+Criteria that need the global batch gather it themselves with
+:func:`entropylib.criteria.distributed.gather_with_grad` (the identity in one process).
+
+``CRITERIA`` maps the names used in configs to the criterion classes that are added to a base
+SSL loss; ``VICRegLoss``, ``SwAVLoss`` and ``SimSiamLoss`` are the base losses themselves.
+"""
+
+from entropylib.criteria.distributed import gather_with_grad
+from entropylib.criteria.e2mc import E2MC, REFERENCE_SETTINGS
+from entropylib.criteria.simsiam_loss import SimSiamLoss
+from entropylib.criteria.swav_loss import SwAVLoss
+from entropylib.criteria.vicreg_loss import VICRegLoss
+
+__all__ = [
+    "CRITERIA",
+    "E2MC",
+    "REFERENCE_SETTINGS",
+    "SimSiamLoss",
+    "SwAVLoss",
+    "VICRegLoss",
+    "gather_with_grad",
+]
+
+CRITERIA: dict[str, type] = {"e2mc": E2MC}
