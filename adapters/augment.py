@@ -1,0 +1,199 @@
+"""SSL view generators: one PIL image -> a list of augmented, normalised tensors.
+
+Each method's recipe follows its paper, with every size scaled to the data (the reference
+recipes are for 224 px ImageNet): two views for VICReg and SimSiam, 2 global + N local crops
+for SwAV. Colour jitter keeps only brightness and contrast on 1-channel images, where
+saturation, hue and random grayscale have no meaning.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from torch import Tensor
+from torchvision import transforms as T
+
+if TYPE_CHECKING:
+    from adapters.data import DatasetInfo
+
+#: SwAV's local-crop size relative to the global crop (96 / 224 in Caron et al. 2020)
+SWAV_LOCAL_RATIO = 96 / 224
+#: datasets whose images come in many sizes: evaluated after resize + centre crop (ratio 256/224)
+VARIABLE_SIZE_DATASETS = frozenset({"imagefolder"})
+
+METHODS = ("vicreg", "simsiam", "swav")
+
+
+class MultiView:
+    """Apply several transforms to one image: ``image -> [t(image) for t in transforms]``.
+
+    Used as a dataset ``transform``; the default DataLoader collation then yields a list of
+    (B, C, H, W) batches, one per view.
+
+    Examples
+    --------
+    >>> from PIL import Image
+    >>> from torchvision import transforms as T
+    >>> from adapters.augment import MultiView
+    >>> views = MultiView([T.ToTensor(), T.Compose([T.CenterCrop(4), T.ToTensor()])])
+    >>> [v.shape for v in views(Image.new("L", (8, 8)))]
+    [torch.Size([1, 8, 8]), torch.Size([1, 4, 4])]
+    """
+
+    def __init__(self, transforms: Sequence[Callable[[Any], Tensor]]) -> None:
+        if not transforms:
+            raise ValueError("MultiView needs at least one transform")
+        self.transforms = list(transforms)
+
+    def __call__(self, image: Any) -> list[Tensor]:
+        return [t(image) for t in self.transforms]
+
+    def __len__(self) -> int:
+        return len(self.transforms)
+
+    def __repr__(self) -> str:
+        inner = ",\n".join(f"  {t!r}" for t in self.transforms)
+        return f"MultiView([\n{inner}\n])"
+
+
+def eval_transform(info: DatasetInfo) -> Callable[[Any], Tensor]:
+    """The evaluation transform: (resize + centre crop for variable-size data), tensor, normalise.
+
+    Fixed-size data sets are only converted and normalised with ``info.mean`` and ``info.std``;
+    ImageFolder images are resized to ``round(image_size * 256 / 224)`` on the short side and
+    centre-cropped to ``image_size`` (the standard ImageNet protocol).
+
+    Examples
+    --------
+    >>> from PIL import Image
+    >>> from adapters.data import dataset_info, eval_transform
+    >>> eval_transform(dataset_info("fashion-mnist"))(Image.new("L", (28, 28))).shape
+    torch.Size([1, 28, 28])
+    """
+    steps: list[Callable[[Any], Any]] = []
+    if info.name in VARIABLE_SIZE_DATASETS:
+        steps += [T.Resize(round(info.image_size * 256 / 224)), T.CenterCrop(info.image_size)]
+    steps += [T.ToTensor(), T.Normalize(info.mean, info.std)]
+    return T.Compose(steps)
+
+
+def ssl_views(
+    method: str,
+    info: DatasetInfo,
+    *,
+    size: int | None = None,
+    n_local_crops: int = 6,
+    local_size: int | None = None,
+) -> MultiView:
+    """The augmented views an SSL method trains on.
+
+    Recipes (sizes given for 224 px and scaled by ``size / 224``):
+
+    - ``vicreg`` (Bardes et al. 2022, appendix C, the BYOL recipe): random resized crop, scale
+      (0.08, 1), bicubic; flip p=0.5; colour jitter (0.4, 0.4, 0.2, 0.1) p=0.8; grayscale
+      p=0.2; Gaussian blur p=1.0 / 0.1 for view 1 / 2; solarisation p=0.0 / 0.2.
+    - ``simsiam`` (Chen & He 2021): crop scale (0.2, 1); jitter (0.4, 0.4, 0.4, 0.1) p=0.8;
+      grayscale p=0.2; blur p=0.5; flip; both views from the same distribution.
+    - ``swav`` (Caron et al. 2020): 2 global crops of ``size``, scale (0.14, 1), and
+      ``n_local_crops`` local crops of ``local_size`` (default ``round(size * 96 / 224)``),
+      scale (0.05, 0.14); flip; jitter (0.8, 0.8, 0.8, 0.2) p=0.8; grayscale p=0.2; blur p=0.5.
+      Global crops come first in the returned list.
+
+    Blur uses sigma in [0.1, 2] and an odd kernel of about 10% of the crop side (23 px at 224,
+    3 px at 28). On 1-channel data only brightness and contrast are jittered.
+
+    Parameters
+    ----------
+    method : {"vicreg", "simsiam", "swav"}
+    info : DatasetInfo
+        Supplies channels, image size, mean and std.
+    size : int, optional
+        Side of the (global) crops; ``info.image_size`` by default.
+    n_local_crops : int
+        SwAV only: number of local crops (6 in the reference; 0 allowed).
+    local_size : int, optional
+        SwAV only: side of the local crops.
+
+    Returns
+    -------
+    MultiView
+        Callable PIL image -> list of (C, H, W) tensors.
+
+    Examples
+    --------
+    >>> from PIL import Image
+    >>> from adapters.data import dataset_info, ssl_views
+    >>> views = ssl_views("swav", dataset_info("fashion-mnist"), n_local_crops=2)
+    >>> [tuple(v.shape) for v in views(Image.new("L", (28, 28)))]
+    [(1, 28, 28), (1, 28, 28), (1, 12, 12), (1, 12, 12)]
+    """
+    if method not in METHODS:
+        raise ValueError(f"unknown SSL method {method!r} for views; expected one of {METHODS}")
+    size = info.image_size if size is None else _check_size("size", size)
+    if method == "vicreg":
+        return MultiView(
+            [
+                _view(info, size, (0.08, 1.0), (0.4, 0.4, 0.2, 0.1), blur_p=1.0, solarize_p=0.0,
+                      bicubic=True),
+                _view(info, size, (0.08, 1.0), (0.4, 0.4, 0.2, 0.1), blur_p=0.1, solarize_p=0.2,
+                      bicubic=True),
+            ]
+        )
+    if method == "simsiam":
+        view = _view(info, size, (0.2, 1.0), (0.4, 0.4, 0.4, 0.1), blur_p=0.5)
+        return MultiView([view, view])
+    if isinstance(n_local_crops, bool) or not isinstance(n_local_crops, int) or n_local_crops < 0:
+        raise ValueError(f"n_local_crops must be a non-negative int, got {n_local_crops!r}")
+    if local_size is None:
+        local_size = max(round(size * SWAV_LOCAL_RATIO), 1)
+    else:
+        local_size = _check_size("local_size", local_size)
+    jitter = (0.8, 0.8, 0.8, 0.2)
+    global_view = _view(info, size, (0.14, 1.0), jitter, blur_p=0.5)
+    local_view = _view(info, local_size, (0.05, 0.14), jitter, blur_p=0.5)
+    return MultiView([global_view, global_view] + [local_view] * n_local_crops)
+
+
+def _check_size(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive int (pixels), got {value!r}")
+    return value
+
+
+def blur_kernel_size(size: int) -> int:
+    """Odd Gaussian-blur kernel side of about 10% of the image side, at least 3."""
+    k = round(0.1 * size)
+    k += 1 - k % 2
+    return max(k, 3)
+
+
+def _view(
+    info: DatasetInfo,
+    size: int,
+    scale: tuple[float, float],
+    jitter: tuple[float, float, float, float],
+    *,
+    blur_p: float,
+    solarize_p: float = 0.0,
+    bicubic: bool = False,
+) -> T.Compose:
+    interpolation = T.InterpolationMode.BICUBIC if bicubic else T.InterpolationMode.BILINEAR
+    steps: list[Callable[[Any], Any]] = [
+        T.RandomResizedCrop(size, scale=scale, interpolation=interpolation),
+        T.RandomHorizontalFlip(p=0.5),
+    ]
+    brightness, contrast, saturation, hue = jitter
+    if info.channels == 3:
+        steps += [
+            T.RandomApply([T.ColorJitter(brightness, contrast, saturation, hue)], p=0.8),
+            T.RandomGrayscale(p=0.2),
+        ]
+    else:
+        steps.append(T.RandomApply([T.ColorJitter(brightness, contrast)], p=0.8))
+    if blur_p > 0:
+        steps.append(T.RandomApply([T.GaussianBlur(blur_kernel_size(size), (0.1, 2.0))], p=blur_p))
+    if solarize_p > 0:
+        steps.append(T.RandomSolarize(threshold=128, p=solarize_p))
+    steps += [T.ToTensor(), T.Normalize(info.mean, info.std)]
+    return T.Compose(steps)
