@@ -1,0 +1,313 @@
+"""Weighted k-nearest-neighbour classification of embeddings (InstDisc / DINO protocol).
+
+Features are L2-normalised, neighbours are the k bank items of largest cosine similarity, and
+each neighbour votes for its class with weight exp(s / T) (Wu et al. 2018, "Unsupervised
+Feature Learning via Non-Parametric Instance Discrimination"; Caron et al. 2021, DINO).
+
+Two search backends give the same answer:
+
+* ``"faiss"``: an exact inner-product index (``IndexFlatIP``) on the normalised float32
+  features, moved to a GPU when faiss has one;
+* ``"brute"``: a numpy matrix product and ``argpartition``, the dependency-free reference.
+
+Queries go through the index in chunks of ``chunk_size`` rows, so the working memory is about
+``chunk_size * (k + 1)`` neighbours (plus ``chunk_size * n_bank`` similarities for "brute")
+whatever the number of queries.
+
+Ties are broken the same way in both backends: neighbours are ordered by decreasing similarity
+and then by increasing bank index, and classes by decreasing vote and then by increasing class
+index. Each backend searches k + 1 neighbours; when the k-th and (k+1)-th similarities are
+equal the search is widened for that query until the whole tie group is seen, so the lowest
+indices win regardless of the order in which the backend returned equal values. The two
+backends compute similarities with different BLAS calls, which may differ in the last float32
+bit; pairs closer than that are not ties for either backend and may rank differently.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from evaluation.inputs import as_features, as_labels, check_same_width
+
+BACKENDS = ("auto", "faiss", "brute")
+
+Searcher = Callable[[np.ndarray, int], tuple[np.ndarray, np.ndarray]]
+
+
+@dataclass(frozen=True)
+class KNNResult:
+    """Accuracy of weighted kNN at one k.
+
+    ``predictions`` holds the top-5 classes of every query (best first; fewer columns when
+    there are fewer than 5 classes); ``top1`` and ``top5`` are fractions in [0, 1].
+    """
+
+    k: int
+    temperature: float
+    top1: float
+    top5: float
+    predictions: np.ndarray
+
+
+def l2_normalize(x: np.ndarray) -> np.ndarray:
+    """Rows divided by their Euclidean norm (all-zero rows stay zero), as float32."""
+    x = np.asarray(x, dtype=np.float32)
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    return np.ascontiguousarray(x / np.maximum(norms, np.float32(1e-12)), dtype=np.float32)
+
+
+def knn_neighbors(
+    bank: Any,
+    queries: Any,
+    k: int,
+    *,
+    backend: str = "auto",
+    chunk_size: int = 2048,
+    normalize: bool = True,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Exact top-k cosine neighbours of every query in the bank.
+
+    Similarity s_ij = <q_i / |q_i|, b_j / |b_j|> (inner product if ``normalize=False``).
+
+    Parameters
+    ----------
+    bank, queries : array_like or torch.Tensor, shapes (n, d) and (m, d)
+    k : int
+        Number of neighbours; a k above n is clamped to n with a RuntimeWarning.
+    backend : {"auto", "faiss", "brute"}
+        "auto" uses faiss when it can be imported.
+    chunk_size : int
+        Queries per search call; bounds the working memory.
+    normalize : bool
+        L2-normalise bank and queries first (cosine similarity).
+
+    Returns
+    -------
+    similarities : numpy.ndarray, float32, shape (m, k)
+    indices : numpy.ndarray, int64, shape (m, k)
+        Sorted by decreasing similarity, ties by increasing bank index.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> bank = np.eye(3, dtype=np.float32)
+    >>> sims, idx = knn_neighbors(bank, np.array([[1.0, 0.5, 0.0]]), 2, backend="brute")
+    >>> idx.tolist()
+    [[0, 1]]
+    """
+    bank_arr = as_features(bank, "bank")
+    query_arr = as_features(queries, "queries")
+    check_same_width(bank_arr, query_arr, ("bank", "queries"))
+    k = _clamp_k([k], bank_arr.shape[0])[0]
+    _check_chunk(chunk_size)
+    if normalize:
+        bank_arr, query_arr = l2_normalize(bank_arr), l2_normalize(query_arr)
+    search = _make_searcher(bank_arr, backend)
+    sims = np.empty((query_arr.shape[0], k), dtype=np.float32)
+    idx = np.empty((query_arr.shape[0], k), dtype=np.int64)
+    for start in range(0, query_arr.shape[0], chunk_size):
+        stop = start + chunk_size
+        sims[start:stop], idx[start:stop] = _search_chunk(
+            search, query_arr[start:stop], k, bank_arr.shape[0]
+        )
+    return sims, idx
+
+
+def knn_accuracy(
+    train_features: Any,
+    train_labels: Any,
+    test_features: Any,
+    test_labels: Any,
+    *,
+    k: int | Sequence[int] = (20, 200),
+    temperature: float = 0.07,
+    num_classes: int | None = None,
+    backend: str = "auto",
+    chunk_size: int = 2048,
+) -> dict[int, KNNResult]:
+    """Weighted kNN top-1 / top-5 accuracy of test features against a labelled bank.
+
+    The vote of class c for query q is  sum over the k nearest bank items j with label c of
+    exp(s_qj / T),  s the cosine similarity (Wu et al. 2018; Caron et al. 2021 use k = 20,
+    T = 0.07). Every k of the list reuses one search with the largest k.
+
+    Parameters
+    ----------
+    train_features, test_features : array_like or torch.Tensor, shapes (n, d) and (m, d)
+    train_labels, test_labels : array_like of int, shapes (n,) and (m,)
+    k : int or sequence of int
+        Neighbour counts; values above n are clamped to n with a RuntimeWarning.
+    temperature : float
+        T > 0 of the vote weights.
+    num_classes : int, optional
+        Defaults to 1 + the largest label seen.
+    backend, chunk_size
+        See :func:`knn_neighbors`.
+
+    Returns
+    -------
+    dict mapping each (clamped) k to a :class:`KNNResult`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> centers = 10 * np.eye(4)
+    >>> y = rng.integers(0, 4, 400)
+    >>> x = centers[y] + rng.normal(size=(400, 4))
+    >>> res = knn_accuracy(x[:300], y[:300], x[300:], y[300:], k=20, backend="brute")
+    >>> res[20].top1
+    1.0
+    """
+    bank = as_features(train_features, "train_features")
+    queries = as_features(test_features, "test_features")
+    check_same_width(bank, queries, ("train_features", "test_features"))
+    bank_y = as_labels(train_labels, bank.shape[0], "train_labels")
+    query_y = as_labels(test_labels, queries.shape[0], "test_labels")
+    if not temperature > 0:
+        raise ValueError(f"temperature must be > 0, got {temperature}")
+    _check_chunk(chunk_size)
+    ks = sorted(set(_clamp_k([k] if isinstance(k, (int, np.integer)) else list(k), len(bank))))
+    n_cls = int(max(bank_y.max(), query_y.max())) + 1 if num_classes is None else num_classes
+    if n_cls <= max(bank_y.max(), query_y.max()):
+        raise ValueError(
+            f"num_classes={num_classes} but the labels go up to {max(bank_y.max(), query_y.max())}"
+        )
+    bank, queries = l2_normalize(bank), l2_normalize(queries)
+    search = _make_searcher(bank, backend)
+    n_top = min(5, n_cls)
+    preds = {kk: np.empty((len(queries), n_top), dtype=np.int64) for kk in ks}
+    for start in range(0, len(queries), chunk_size):
+        sims, idx = _search_chunk(search, queries[start : start + chunk_size], ks[-1], len(bank))
+        for kk in ks:
+            scores = class_votes(sims[:, :kk], bank_y[idx[:, :kk]], n_cls, temperature)
+            preds[kk][start : start + len(sims)] = _top_classes(scores, n_top)
+    out = {}
+    for kk in ks:
+        p = preds[kk]
+        out[kk] = KNNResult(
+            k=kk,
+            temperature=float(temperature),
+            top1=float(np.mean(p[:, 0] == query_y)),
+            top5=float(np.mean((p == query_y[:, None]).any(axis=1))),
+            predictions=p,
+        )
+    return out
+
+
+def class_votes(
+    similarities: np.ndarray, neighbor_labels: np.ndarray, num_classes: int, temperature: float
+) -> np.ndarray:
+    """Per-class vote sum_j [y_j = c] exp(s_j / T) for every query, float64, shape (m, C)."""
+    m, k = similarities.shape
+    weights = np.exp(similarities.astype(np.float64) / temperature)
+    flat = (np.arange(m)[:, None] * num_classes + neighbor_labels).ravel()
+    votes = np.bincount(flat, weights=weights.ravel(), minlength=m * num_classes)
+    return votes.reshape(m, num_classes)
+
+
+def _top_classes(scores: np.ndarray, n_top: int) -> np.ndarray:
+    classes = np.broadcast_to(np.arange(scores.shape[1]), scores.shape)
+    order = np.lexsort((classes, -scores), axis=1)
+    return order[:, :n_top]
+
+
+def _clamp_k(ks: list[int], n_bank: int) -> list[int]:
+    out = []
+    for k in ks:
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+            raise ValueError(f"k must be a positive integer, got {k!r}")
+        if k > n_bank:
+            warnings.warn(
+                f"k={k} is larger than the bank ({n_bank} items); using k={n_bank}",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+        out.append(int(min(k, n_bank)))
+    if not out:
+        raise ValueError("k must be a positive integer or a non-empty list of them")
+    return out
+
+
+def _check_chunk(chunk_size: int) -> None:
+    if isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer)):
+        raise TypeError(f"chunk_size must be an int, got {type(chunk_size).__name__}")
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+
+
+def _make_searcher(bank: np.ndarray, backend: str) -> Searcher:
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown kNN backend {backend!r}; expected one of {BACKENDS}")
+    if backend == "auto":
+        try:
+            import faiss  # noqa: F401
+        except ImportError:
+            backend = "brute"
+        else:
+            backend = "faiss"
+    return _faiss_searcher(bank) if backend == "faiss" else _brute_searcher(bank)
+
+
+def _faiss_searcher(bank: np.ndarray) -> Searcher:
+    import faiss
+
+    index = faiss.IndexFlatIP(bank.shape[1])
+    # GPU faiss only searches k <= 2048; larger k stays on the CPU index.
+    gpu_index = None
+    if hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0:
+        gpu_index = faiss.index_cpu_to_gpu(faiss.StandardGpuResources(), 0, index)
+        gpu_index.add(bank)
+    index.add(bank)
+
+    def search(q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        use = gpu_index if gpu_index is not None and k <= 2048 else index
+        sims, idx = use.search(np.ascontiguousarray(q), k)
+        return sims, idx.astype(np.int64)
+
+    return search
+
+
+def _brute_searcher(bank: np.ndarray) -> Searcher:
+    def search(q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        sims = q @ bank.T
+        if k < sims.shape[1]:
+            idx = np.argpartition(-sims, k - 1, axis=1)[:, :k]
+        else:
+            idx = np.broadcast_to(np.arange(sims.shape[1]), sims.shape).copy()
+        return np.take_along_axis(sims, idx, axis=1), idx.astype(np.int64)
+
+    return search
+
+
+def _search_chunk(
+    search: Searcher, q: np.ndarray, k: int, n_bank: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Top-k with ties broken by bank index, whatever order the backend returns ties in."""
+    width = min(k + 1, n_bank)
+    sims, idx = search(q, width)
+    sims, idx = _sort_rows(sims, idx)
+    out_s, out_i = sims[:, :k].copy(), idx[:, :k].copy()
+    if width == k:
+        return out_s, out_i
+    # The tie group at rank k may extend beyond the candidates: widen the search for those rows
+    # until a strictly smaller similarity (or the whole bank) closes the group.
+    rows = np.flatnonzero(sims[:, k - 1] == sims[:, k])
+    while rows.size:
+        width = min(2 * width, n_bank)
+        s2, i2 = _sort_rows(*search(q[rows], width))
+        out_s[rows], out_i[rows] = s2[:, :k], i2[:, :k]
+        if width == n_bank:
+            break
+        rows = rows[s2[:, k - 1] == s2[:, width - 1]]
+    return out_s, out_i
+
+
+def _sort_rows(sims: np.ndarray, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    order = np.lexsort((idx, -sims), axis=1)
+    return np.take_along_axis(sims, order, axis=1), np.take_along_axis(idx, order, axis=1)
