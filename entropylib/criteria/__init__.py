@@ -11,18 +11,32 @@ SSL loss; ``VICRegLoss``, ``SwAVLoss`` and ``SimSiamLoss`` are the base losses t
 
 from entropylib.criteria.distributed import gather_with_grad
 from entropylib.criteria.e2mc import E2MC, REFERENCE_SETTINGS
+from entropylib.criteria.logdet import LogDet
+from entropylib.criteria.mmcr import MMCR
 from entropylib.criteria.simsiam_loss import SimSiamLoss
 from entropylib.criteria.swav_loss import SwAVLoss
+from entropylib.criteria.uniformity import Uniformity
+from entropylib.criteria.vcreg import VCReg
 from entropylib.criteria.vicreg_loss import VICRegLoss
 
 __all__ = [
     "CRITERIA",
     "E2MC",
+    "LogDet",
+    "MMCR",
     "REFERENCE_SETTINGS",
     "SimSiamLoss",
     "SwAVLoss",
+    "Uniformity",
+    "VCReg",
     "VICRegLoss",
     "gather_with_grad",
 ]
 
-CRITERIA: dict[str, type] = {"e2mc": E2MC}
+CRITERIA: dict[str, type] = {
+    "e2mc": E2MC,
+    "vcreg": VCReg,
+    "mmcr": MMCR,
+    "uniformity": Uniformity,
+    "logdet": LogDet,
+}
