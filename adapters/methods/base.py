@@ -1,0 +1,109 @@
+"""What every method adapter declares: heads, base loss, the tensor the criteria see, defaults.
+
+A method adapter is an ``nn.Module`` holding the method's heads (projector, predictor,
+prototypes, ...). Its :meth:`MethodAdapter.forward` takes the backbone and the list of
+augmented views and returns a :class:`MethodOutput`: the method's own (base) loss with its
+parts, and the per-view tensors an added criterion such as E2MC is computed on (METHOD.md
+section 2). One training loop (:mod:`adapters.train`) drives every method through this API.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+
+@dataclass(frozen=True)
+class MethodDefaults:
+    """A method's reference defaults, declared once per method.
+
+    ``base_lr`` is per 256 images: the learning rate is ``base_lr * global_batch / 256``
+    (Goyal et al. 2017 linear scaling, as VICReg, SwAV and SimSiam do).
+    """
+
+    #: E2MC squashing map and coefficients (METHOD.md section 2 table)
+    transform: str
+    ent_coeff: float
+    cov_coeff: float
+    #: "lars" or "sgd"
+    optimizer: str
+    base_lr: float
+    weight_decay: float
+    momentum: float = 0.9
+    #: LARS trust coefficient and whether LARC clipping is used
+    eta: float = 0.001
+    clip: bool = False
+    #: head options (sizes, temperatures, ...) with their defaults
+    head_options: Mapping[str, Any] = field(default_factory=dict)
+    #: keyword options passed to ``adapters.data.ssl_views``
+    view_options: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class MethodOutput:
+    """One forward pass of a method on a batch of views.
+
+    ``embeddings`` holds one (N, D) tensor per view that the added criterion sees, in the
+    order the criterion receives them.
+    """
+
+    loss: torch.Tensor
+    parts: dict[str, torch.Tensor]
+    embeddings: list[torch.Tensor]
+
+
+class MethodAdapter(nn.Module):
+    """Base class of the method adapters; subclasses fill in the class attributes.
+
+    Subclasses define ``name``, ``defaults``, ``official_layouts`` (the layouts of
+    :func:`adapters.checkpoints.load_official` their official weights come in), build their
+    heads in ``__init__(feature_dim, **head_options)`` and implement :meth:`forward` and
+    :meth:`load_official_heads`.
+    """
+
+    name: ClassVar[str]
+    defaults: ClassVar[MethodDefaults]
+    official_layouts: ClassVar[tuple[str, ...]]
+
+    @classmethod
+    def head_options(cls, options: Mapping[str, Any] | None) -> dict[str, Any]:
+        """The method's head options with ``options`` applied; unknown names are an error."""
+        merged = dict(cls.defaults.head_options)
+        for key, value in (options or {}).items():
+            if key not in merged:
+                raise ValueError(
+                    f"unknown option {key!r} for method {cls.name!r}; "
+                    f"expected one of {sorted(merged)}"
+                )
+            merged[key] = value
+        return merged
+
+    def forward(self, backbone: nn.Module, views: list[torch.Tensor]) -> MethodOutput:
+        raise NotImplementedError
+
+    def before_step(self) -> None:
+        """Called before each optimisation step's forward pass (e.g. to renormalise weights)."""
+
+    def param_groups(self, backbone: nn.Module) -> list[dict[str, Any]]:
+        """Parameter groups for the optimizer; ``fixed_lr=True`` groups skip the schedule."""
+        return [{"params": [*backbone.parameters(), *self.parameters()], "fixed_lr": False}]
+
+    def load_official_heads(self, heads: Mapping[str, Mapping[str, torch.Tensor]]) -> None:
+        """Load the heads of an official checkpoint (as returned by ``load_official``)."""
+        raise NotImplementedError
+
+
+def load_exact(module: nn.Module, state: Mapping[str, torch.Tensor], what: str) -> None:
+    """``load_state_dict`` that fails with the full key lists instead of loading a partial model."""
+    expected = set(module.state_dict())
+    given = set(state)
+    if expected != given:
+        raise ValueError(
+            f"{what}: key mismatch; missing {sorted(expected - given)}, "
+            f"unexpected {sorted(given - expected)}"
+        )
+    module.load_state_dict(state, strict=True)
