@@ -7,9 +7,11 @@ compared with, as differentiable torch losses).
 Importing entropylib imports neither torch, torchvision nor faiss, and compiles nothing.
 """
 
-from entropylib import spacings  # noqa: F401  (registers the spacing estimators)
+# the estimator modules register their methods on import
+from entropylib import gaussian, kde, knn, spacings  # noqa: F401
 from entropylib.estimate import estimate
+from entropylib.information import total_correlation
 from entropylib.registry import methods
 
-__all__ = ["estimate", "methods"]
+__all__ = ["estimate", "methods", "total_correlation"]
 __version__ = "0.1.0"
