@@ -8,7 +8,12 @@ j < 1 and ``x_(n)`` for j > n. The window ``m`` defaults to ``round(sqrt(n))``
 (``floor(sqrt(n) + 0.5)``, as scipy) and must satisfy ``1 <= m`` and ``2 m < n``.
 
 Call them through :func:`entropylib.estimate`, which validates input and applies the NaN and
-tie policies; they are public so that training criteria can use the very same code.
+tie policies; they are public so that training criteria can use the very same code. Called
+directly, they honour ``ties`` themselves (``"jitter"`` dequantizes with ``seed``).
+
+The per-column means are summed in an order that does not depend on the number of columns,
+so a column-wise call is bit-identical to a loop over the columns. The "numba" backend of
+each estimator lives in :mod:`entropylib.numba_kernels`, imported on first use.
 """
 
 from __future__ import annotations
@@ -37,21 +42,42 @@ def m_spacing(
     eps: float = 0.0,
     bias_correction: bool = False,
     ties: str = "raise",
+    seed: int = 0,
 ) -> Any:
     r"""m-spacing estimator in the RADICAL form (Learned-Miller & Fisher 2003), used by E2MC.
 
     .. math::
-        H = \frac{1}{n-m} \sum_{i=1}^{n-m} \log\Big(\frac{n+1}{m}(x_{(i+m)} - x_{(i)}) + \epsilon\Big)
+        H = \frac{1}{n-m} \sum_{i=1}^{n-m}
+            \log\Big(\frac{n+1}{m}(x_{(i+m)} - x_{(i)}) + \epsilon\Big)
 
     ``eps`` (default 0) reproduces the constant that the E2MC reference adds inside the log.
     For U(0,1) data the expectation is exactly ``log((n+1)/m) + psi(m) - psi(n+1)``;
     ``bias_correction=True`` subtracts it, which gives van Es's estimator.
+
+    Parameters
+    ----------
+    x : numpy.ndarray or torch.Tensor, shape (n, d)
+        Finite samples; the torch path is differentiable.
+    m : int
+        Spacing window, ``1 <= m`` and ``2 m < n`` (:func:`default_window` gives round(sqrt(n))).
+    ties : {"raise", "floor", "jitter"}
+        Tie policy of :mod:`entropylib.validation`; ``seed`` seeds the "jitter" noise.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from entropylib.spacings import m_spacing, default_window
+    >>> x = np.random.default_rng(0).uniform(size=(10_000, 2))
+    >>> h = m_spacing(x, m=default_window(10_000), bias_correction=True)
+    >>> bool(np.all(np.abs(h) < 0.01))  # U(0,1) has entropy 0
+    True
     """
     xp = array_namespace(x)
+    x = _jitter(x, ties, seed)
     n = x.shape[0]
     s = xp.sort(x, axis=0)
     gaps = validation.apply_tie_policy(s[m:, ...] - s[:-m, ...], ties, _span_floor(s, ties))
-    h = xp.mean(xp.log((n + 1) / m * gaps + eps), axis=0)
+    h = _column_mean(xp.log((n + 1) / m * gaps + eps), xp)
     if bias_correction:
         h = h - m_spacing_uniform_bias(n, m)
     return h
@@ -62,27 +88,42 @@ def m_spacing_uniform_bias(n: int, m: int) -> float:
     return math.log((n + 1) / m) + float(digamma(m) - digamma(n + 1))
 
 
-def van_es(x: Any, *, m: int, ties: str = "raise") -> Any:
+def van_es(x: Any, *, m: int, ties: str = "raise", seed: int = 0) -> Any:
     r"""van Es (1992): the m-spacing estimator plus ``sum_{k=m}^{n} 1/k + log m - log(n+1)``.
 
     The added constant equals minus :func:`m_spacing_uniform_bias`, so the estimator is
     exactly unbiased on U(0,1) samples.
     """
-    return m_spacing(x, m=m, bias_correction=True, ties=ties)
+    return m_spacing(x, m=m, bias_correction=True, ties=ties, seed=seed)
 
 
-def vasicek(x: Any, *, m: int, bias_correction: bool = False, ties: str = "raise") -> Any:
-    r"""Vasicek (1976): :math:`H = \frac1n \sum_i \log\big(\frac{n}{2m}(x_{(i+m)} - x_{(i-m)})\big)`.
+def vasicek(
+    x: Any, *, m: int, bias_correction: bool = False, ties: str = "raise", seed: int = 0
+) -> Any:
+    r"""Vasicek (1976), with padding at both ends:
 
-    With padding at both ends. ``bias_correction=True`` subtracts the exact expectation on
+    .. math::
+        H = \frac1n \sum_{i=1}^{n} \log\Big(\frac{n}{2m}(x_{(i+m)} - x_{(i-m)})\Big)
+
+    ``bias_correction=True`` subtracts the exact expectation on
     U(0,1) samples, :func:`vasicek_uniform_bias`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from entropylib.spacings import vasicek
+    >>> x = np.random.default_rng(0).normal(size=(10_000, 1))
+    >>> h = vasicek(x, m=100)
+    >>> bool(abs(h[0] - 0.5 * np.log(2 * np.pi * np.e)) < 0.02)
+    True
     """
     xp = array_namespace(x)
+    x = _jitter(x, ties, seed)
     n = x.shape[0]
     s = xp.sort(x, axis=0)
     gaps = _padded(s, m, xp) - _padded(s, -m, xp)
     gaps = validation.apply_tie_policy(gaps, ties, _span_floor(s, ties))
-    h = xp.mean(xp.log(n / (2 * m) * gaps), axis=0)
+    h = _column_mean(xp.log(n / (2 * m) * gaps), xp)
     if bias_correction:
         h = h - vasicek_uniform_bias(n, m)
     return h
@@ -101,12 +142,13 @@ def vasicek_uniform_bias(n: int, m: int) -> float:
     )
 
 
-def ebrahimi(x: Any, *, m: int, ties: str = "raise") -> Any:
+def ebrahimi(x: Any, *, m: int, ties: str = "raise", seed: int = 0) -> Any:
     r"""Ebrahimi, Pflughoeft & Soofi (1994):
     :math:`H = \frac1n \sum_i \log\frac{n (x_{(i+m)} - x_{(i-m)})}{c_i m}` with
     :math:`c_i = 1 + \frac{i-1}{m}` for i <= m, :math:`1 + \frac{n-i}{m}` for i >= n-m+1,
     and 2 in between."""
     xp = array_namespace(x)
+    x = _jitter(x, ties, seed)
     n = x.shape[0]
     s = xp.sort(x, axis=0)
     gaps = _padded(s, m, xp) - _padded(s, -m, xp)
@@ -116,29 +158,54 @@ def ebrahimi(x: Any, *, m: int, ties: str = "raise") -> Any:
     c[i <= m] = 1 + (i[i <= m] - 1) / m
     c[i >= n - m + 1] = 1 + (n - i[i >= n - m + 1]) / m
     c = xp.asarray(c[:, None], dtype=x.dtype, device=device_of(x))
-    return xp.mean(xp.log(n * gaps / (c * m)), axis=0)
+    return _column_mean(xp.log(n * gaps / (c * m)), xp)
 
 
-def correa(x: Any, *, m: int, ties: str = "raise") -> Any:
+def correa(x: Any, *, m: int, ties: str = "raise", seed: int = 0) -> Any:
     r"""Correa (1995), local linear regression of the order statistics on their ranks:
 
     .. math::
         H = -\frac1n \sum_i \log \frac{\sum_{j=i-m}^{i+m} (x_{(j)} - \bar x_i)(j - i)}
         {n \sum_{j=i-m}^{i+m} (x_{(j)} - \bar x_i)^2}
 
-    with :math:`\bar x_i` the mean of the window. Computed in O(n d) memory (scipy builds an
-    (2m+1, n) array).
+    with :math:`\bar x_i` the mean of the window. The numerator is evaluated as
+    :math:`\sum_{k=1}^{m} k (x_{(i+k)} - x_{(i-k)})` (equal, since the offsets sum to zero),
+    which is positive term by term on sorted data unless the whole window is one tied value;
+    such windows are ties (policies "raise" and "jitter" only). O(n m d) time, O(n d) memory
+    (scipy builds a (2m+1, n, d) array); the numba backend is O(n d) on smooth data.
     """
     xp = array_namespace(x)
+    x = _jitter(x, ties, seed)
     n = x.shape[0]
     s = xp.sort(x, axis=0)
     window = [_padded(s, k, xp) for k in range(-m, m + 1)]
+    validation.apply_tie_policy(window[-1] - window[0], ties, None, "windows of tied values")
     mean = sum(window) / (2 * m + 1)
-    num = sum(k * (w - mean) for k, w in zip(range(-m, m + 1), window))
+    num = sum(k * (window[m + k] - window[m - k]) for k in range(1, m + 1))
     den = n * sum((w - mean) ** 2 for w in window)
-    if ties == "raise":
-        validation.apply_tie_policy(num, ties, None, what="window slopes")
-    return -xp.mean(xp.log(num / den), axis=0)
+    return -_column_mean(xp.log(num / den), xp)
+
+
+def _jitter(x: Any, ties: str, seed: int) -> Any:
+    """``ties="jitter"`` for direct calls; a no-op on data `estimate` already dequantized."""
+    return validation.dequantize(x, seed) if ties == "jitter" else x
+
+
+def _column_mean(v: Any, xp: Any) -> Any:
+    """Mean over axis 0 of v (k, d), summed in the same order for every d.
+
+    numpy and torch reduce a lone column in another order than the columns of a wider array;
+    summing the rows of the transposed copy makes column-wise calls equal looped ones bit for bit.
+    """
+    k, d = v.shape
+    if validation.is_tensor(v):
+        rows = v.T.contiguous()
+        if d == 1:
+            # torch splits the reduction of a single long row across threads; with two rows
+            # each row is reduced serially, as when there are several columns
+            rows = rows.expand(2, k)
+        return xp.sum(rows, axis=1)[:d] / k
+    return np.ascontiguousarray(v.T).sum(axis=1) / k
 
 
 def _padded(s: Any, shift: int, xp: Any) -> Any:
@@ -187,8 +254,20 @@ _CITE = {
 }
 
 
+def _numba_backend(name: str) -> Any:
+    """The numba kernel of ``name``, importing (and so compiling) numba only when first called."""
+
+    def run(x: np.ndarray, **options: Any) -> np.ndarray:
+        from entropylib import numba_kernels
+
+        return getattr(numba_kernels, name)(x, **options)
+
+    run.__name__ = run.__qualname__ = f"{name}_numba"
+    return run
+
+
 def _register(name: str, func: Any, summary: str, options: dict[str, Any], ties=None) -> None:
-    backends = {"numpy": func, "torch": func}
+    backends = {"numpy": func, "numba": _numba_backend(name), "torch": func}
     registry.register(
         registry.Method(
             name=name,

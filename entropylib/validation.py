@@ -151,17 +151,12 @@ def apply_tie_policy(gaps: Any, ties: str, floor: Any, what: str = "spacings") -
 
     ``"raise"``: ValueError if any gap is zero. ``"floor"``: zero (or sub-floor) gaps become
     ``floor`` (per column); in torch the floored entries carry no gradient. ``"jitter"``:
-    the data were already dequantized, so gaps are returned unchanged.
+    the data were already dequantized, so gaps are returned unchanged, unless a zero gap is
+    left (the noise vanished in rounding), which raises too.
     """
-    if ties == "raise":
+    if ties in ("raise", "jitter"):
         zero = (gaps <= 0).sum(dim=0).cpu().numpy() if is_tensor(gaps) else (gaps <= 0).sum(axis=0)
-        if zero.any():
-            col = int(np.flatnonzero(zero)[0])
-            raise ValueError(
-                f"column {col} has {int(zero[col])} zero {what} (tied values), so log(0) = -inf. "
-                "Pass ties='jitter' to dequantize repeated values or ties='floor' to treat a tie "
-                "as a one-ulp gap"
-            )
+        check_zero_counts(zero, ties, what)
         return gaps
     if ties == "floor":
         if is_tensor(gaps):
@@ -170,6 +165,27 @@ def apply_tie_policy(gaps: Any, ties: str, floor: Any, what: str = "spacings") -
             return torch.where(gaps > floor, gaps, floor.expand_as(gaps))
         return np.maximum(gaps, floor)
     return gaps
+
+
+def check_zero_counts(zero: np.ndarray, ties: str, what: str = "spacings") -> None:
+    """Raise the tie error if any column has a zero gap; ``zero`` counts them per column.
+
+    Under "floor" nothing is left to check (every gap is at least the floor).
+    """
+    if ties == "floor" or not np.any(zero):
+        return
+    col = int(np.flatnonzero(zero)[0])
+    if ties == "jitter":
+        raise ValueError(
+            f"column {col} still has {int(zero[col])} zero {what} after ties='jitter': the "
+            "dequantizing noise is below the resolution of the dtype at this scale. Convert "
+            "to float64, or pass ties='floor'"
+        )
+    raise ValueError(
+        f"column {col} has {int(zero[col])} zero {what} (tied values), so log(0) = -inf. "
+        "Pass ties='jitter' to dequantize repeated values or ties='floor' to treat a tie "
+        "as a one-ulp gap"
+    )
 
 
 def dequantize(data: Any, seed: int = 0) -> Any:
