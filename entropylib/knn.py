@@ -76,15 +76,30 @@ def kozachenko_leonenko(
         rho = _kth_distance_1d(x, k, torch_in)
         floor = validation.tie_floor(x) if ties == "floor" else None
         rho = validation.apply_tie_policy(rho, ties, floor, what="k-th neighbour distances")
-        log_rho = rho.log().mean(dim=0) if torch_in else np.log(rho).mean(axis=0)
-        h = log_rho + (float(digamma(n) - digamma(k)) + log_unit_ball_volume(1, norm))
+        h = _mean_log(rho) + (float(digamma(n) - digamma(k)) + log_unit_ball_volume(1, norm))
         return h[0] if joint else h
     rho = _kth_distance_torch(x, k, norm) if torch_in else _kth_distance_tree(x, k, norm)
     rho = rho.reshape(n, 1)
     floor = _joint_floor(x) if ties == "floor" else None
     rho = validation.apply_tie_policy(rho, ties, floor, what="k-th neighbour distances")
-    log_rho = rho.log().mean() if torch_in else np.log(rho).mean()
-    return d * log_rho + (float(digamma(n) - digamma(k)) + log_unit_ball_volume(d, norm))
+    return d * _mean_log(rho)[0] + (
+        float(digamma(n) - digamma(k)) + log_unit_ball_volume(d, norm)
+    )
+
+
+def _mean_log(rho: Any) -> Any:
+    """Per-column mean of log(rho) over sorted, contiguous rows.
+
+    Sorting first fixes the summation order, and each column's log runs on its own (a
+    vectorized log may round a value differently depending on where it falls in a SIMD
+    register), so the result is bit-for-bit the same under any permutation or reflection of
+    the sample and for a column alone or among others.
+    """
+    if validation.is_tensor(rho):
+        import torch
+
+        return torch.stack([row.log().mean() for row in rho.T.sort(dim=1).values])
+    return np.array([np.log(row).mean() for row in np.sort(rho.T, axis=1)])
 
 
 def _kth_distance_1d(x: Any, k: int, torch_in: bool) -> Any:
