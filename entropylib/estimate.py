@@ -73,6 +73,11 @@ def estimate(
             f"method {method!r} is univariate and has no joint estimate; "
             f"use joint=False for per-column entropies or one of {joint_methods}"
         )
+    if _is_empty(x):
+        raise ValueError(
+            f"x is empty (shape {_shape(x)}); method {method!r} needs at least "
+            f"{_smallest_n(spec, options)} samples per column"
+        )
     samples = validation.as_samples(x)
     impls = spec.joint_backends if joint else spec.backends
     backend = _resolve_backend(backend, impls, samples, method)
@@ -193,6 +198,30 @@ def _marginal_with_nans(run: _Runner, data: Any, nan_cols: np.ndarray, nan_polic
                 raise ValueError(f"column {j} is all NaN: nothing is left after omitting NaN")
             out[j : j + 1] = run.marginal(col.reshape(-1, 1))
     return out
+
+
+def _shape(x: Any) -> tuple[int, ...]:
+    return tuple(x.shape) if hasattr(x, "shape") else np.shape(x)
+
+
+def _is_empty(x: Any) -> bool:
+    try:
+        shape = _shape(x)
+    except ValueError:  # ragged nested lists: as_samples says what is wrong
+        return False
+    return len(shape) in (1, 2) and 0 in shape
+
+
+def _smallest_n(spec: registry.Method, options: dict[str, Any], limit: int = 1000) -> str:
+    """The smallest n the method accepts with these options (for the empty-input message)."""
+    opts = {**spec.options, **options}
+    for n in range(1, limit):
+        try:
+            if n >= spec.min_samples(spec.check_options(opts, n), n):
+                return str(n)
+        except (TypeError, ValueError):
+            continue
+    return f"more than {limit}"
 
 
 def _drop_nan_rows(data: Any) -> Any:
