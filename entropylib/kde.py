@@ -315,5 +315,6 @@ registry.register(
         joint_backends={b: _impl(True, b == "numba") for b in registry.BACKENDS},
         options={"bandwidth": "scott", "loo": False, "evaluation": "exact"},
         min_samples=lambda options, n: 2,
+        check_options=_check_options,
     )
 )
