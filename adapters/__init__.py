@@ -1,1 +1,62 @@
-"""Continue-train pretrained SSL models (VICReg, SwAV, SimSiam) with E2MC added to their loss."""
+"""Continue-train pretrained SSL models (VICReg, SwAV, SimSiam) with E2MC added to their loss.
+
+Entry points: ``python -m adapters.continue_train`` and ``python -m adapters.pretrain`` (one
+training loop, :mod:`adapters.train`); :func:`load_encoder` is how other code (evaluation)
+gets a trained backbone.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from torch import nn
+
+__all__ = ["load_encoder"]
+
+#: metadata keys every encoder comes with
+ENCODER_META = ("method", "backbone", "dataset", "in_channels", "image_size", "mean", "std",
+                "epoch")
+
+
+def load_encoder(
+    path: str | os.PathLike[str], *, map_location: str = "cpu"
+) -> tuple[nn.Module, dict[str, Any]]:
+    """The backbone of a training checkpoint or backbone export, in eval mode, with metadata.
+
+    ``path`` is a ``checkpoint.pt`` written by :func:`adapters.train.train` or a
+    ``backbone.pt`` export (a bare torchvision-named state dict with its ``.json`` side file).
+    The metadata dict holds ``method``, ``backbone``, ``dataset``, ``in_channels``,
+    ``image_size``, ``mean``, ``std`` (the normalisation the encoder was trained with) and
+    ``epoch``.
+
+    Examples
+    --------
+    >>> encoder, meta = load_encoder("runs/demo/backbone.pt")  # doctest: +SKIP
+    >>> encoder(torch.zeros(2, meta["in_channels"], 28, 28)).shape  # doctest: +SKIP
+    torch.Size([2, 256])
+    """
+    from adapters.backbones import build_backbone
+    from adapters.checkpoints import CheckpointError, load_checkpoint, load_export_metadata
+    from adapters.train import CHECKPOINT_FORMAT
+
+    obj = load_checkpoint(path, map_location)
+    if obj.get("format") == CHECKPOINT_FORMAT:
+        meta = {**obj["meta"], "epoch": obj["epoch"]}
+        state = obj["model"]["backbone"]
+    else:
+        meta = load_export_metadata(path)
+        if meta is None:
+            raise CheckpointError(
+                f"{os.fspath(path)!r} is neither an adapters.train checkpoint nor a backbone "
+                "export with its .json metadata; official releases load through "
+                "adapters.checkpoints.load_official"
+            )
+        state = obj
+    missing = [k for k in ENCODER_META if k not in meta]
+    if missing:
+        raise CheckpointError(f"{os.fspath(path)!r}: metadata lacks {missing}")
+    encoder = build_backbone(meta["backbone"], in_channels=meta["in_channels"])
+    encoder.load_state_dict(state, strict=True)
+    encoder.to(map_location)
+    return encoder.eval(), {k: meta[k] for k in ENCODER_META}

@@ -96,6 +96,13 @@ class MethodAdapter(nn.Module):
         """Load the heads of an official checkpoint (as returned by ``load_official``)."""
         raise NotImplementedError
 
+    @classmethod
+    def options_from_official(
+        cls, heads: Mapping[str, Mapping[str, torch.Tensor]]
+    ) -> dict[str, Any]:
+        """Head sizes read off an official checkpoint's heads, so that they load as they are."""
+        return {}
+
 
 def load_exact(module: nn.Module, state: Mapping[str, torch.Tensor], what: str) -> None:
     """``load_state_dict`` that fails with the full key lists instead of loading a partial model."""

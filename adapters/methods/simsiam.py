@@ -99,6 +99,11 @@ class SimSiam(MethodAdapter):
             {"params": list(self.predictor.parameters()), "fixed_lr": True},
         ]
 
+    @classmethod
+    def options_from_official(cls, heads):
+        return {"dim": heads["projector"]["6.weight"].shape[0],
+                "pred_dim": heads["predictor"]["0.weight"].shape[0]}
+
     def load_official_heads(self, heads: Mapping[str, Mapping[str, torch.Tensor]]) -> None:
         load_exact(self.projector, heads["projector"], "SimSiam projector")
         load_exact(self.predictor, heads["predictor"], "SimSiam predictor")

@@ -124,6 +124,12 @@ class SwAV(MethodAdapter):
         self.queue[:, : min(n, length)] = embeddings[:, :length].to(self.queue.dtype)
         self.queue_count += n
 
+    @classmethod
+    def options_from_official(cls, heads):
+        head = heads["projection_head"]
+        return {"hidden_dim": head["0.weight"].shape[0], "out_dim": head["3.weight"].shape[0],
+                "n_prototypes": heads["prototypes"]["weight"].shape[0]}
+
     def load_official_heads(self, heads: Mapping[str, Mapping[str, torch.Tensor]]) -> None:
         load_exact(self.projection_head, heads["projection_head"], "SwAV projection head")
         load_exact(self.prototypes, heads["prototypes"], "SwAV prototypes")

@@ -78,5 +78,9 @@ class VICReg(MethodAdapter):
         loss, parts = self.loss(z1, z2)
         return MethodOutput(loss, parts, [z1, z2])
 
+    @classmethod
+    def options_from_official(cls, heads):
+        return {"expander_dim": heads["projector"]["0.weight"].shape[0]} if heads else {}
+
     def load_official_heads(self, heads: Mapping[str, Mapping[str, torch.Tensor]]) -> None:
         load_exact(self.projector, heads["projector"], "VICReg expander")

@@ -1,0 +1,177 @@
+"""Each method x criterion trains: finite loss, parameters move, checkpoint reloadable."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+from adapters import load_encoder
+from adapters.checkpoints import load_checkpoint, save_checkpoint
+from adapters.methods import METHODS
+from adapters.optim import LARS, lars_param_groups, lr_at
+from adapters.train import (
+    CHECKPOINT_FORMAT,
+    CRITERION_NAMES,
+    NonFiniteLoss,
+    build_criterion,
+    min_batch,
+    train,
+)
+from entropylib.criteria import CRITERIA
+from tests.adapters.train_helpers import one_thread, tiny_config  # noqa: F401
+
+
+@pytest.fixture(scope="module")
+def base_checkpoints(tmp_path_factory):
+    """One untrained (0-step) checkpoint per method to continue from."""
+    root = tmp_path_factory.mktemp("base")
+    return {
+        method: train(tiny_config(root / method, method, max_steps=0)).checkpoint
+        for method in METHODS
+    }
+
+
+@pytest.mark.parametrize("criterion", CRITERION_NAMES)
+@pytest.mark.parametrize("method", sorted(METHODS))
+def test_two_steps(method, criterion, base_checkpoints, tmp_path):
+    start = load_checkpoint(base_checkpoints[method])
+    config = tiny_config(tmp_path / "run", method, mode="continue",
+                         checkpoint=str(base_checkpoints[method]), backbone=None,
+                         criterion=criterion)
+    result = train(config)
+    assert result.step == 2
+
+    lines = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+    rows = [json.loads(line) for line in lines]
+    assert [r["step"] for r in rows] == [1, 2]
+    for row in rows:
+        assert math.isfinite(row["loss"])
+        # the logged total is the base loss plus the criterion (one process)
+        assert row["loss"] == pytest.approx(row["base_loss"] + row["criterion_loss"], rel=1e-5)
+        if criterion == "none":
+            assert row["criterion_loss"] == 0
+        else:
+            assert any(key.startswith(f"{criterion}.") for key in row)
+
+    end = load_checkpoint(result.checkpoint)
+    assert end["format"] == CHECKPOINT_FORMAT and end["step"] == 2
+    for part in ("backbone", "heads"):
+        before, after = start["model"][part], end["model"][part]
+        assert before.keys() == after.keys()
+        moved = [k for k in before if before[k].is_floating_point()
+                 and not torch.equal(before[k], after[k])]
+        assert moved, f"no {part} tensor changed"
+    assert end["optimizer"]["state"], "optimizer state was not saved"
+
+    encoder, meta = load_encoder(result.backbone)
+    assert meta["method"] == method and meta["backbone"] == "small_cnn"
+    for key, value in encoder.state_dict().items():
+        assert torch.equal(value, end["model"]["backbone"][key])
+    from_ckpt, _ = load_encoder(result.checkpoint)
+    x = torch.randn(3, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(encoder(x), from_ckpt(x))
+
+
+def test_e2mc_defaults_follow_the_method_table():
+    # METHOD.md section 2: VICReg sigmoid/10/1, SwAV gaussian_cdf/10/1, SimSiam gaussian_cdf/1/25
+    expected = {"vicreg": ("sigmoid", 10, 1), "swav": ("gaussian_cdf", 10, 1),
+                "simsiam": ("gaussian_cdf", 1, 25)}
+    for method, (transform, ent, cov) in expected.items():
+        crit = build_criterion(tiny_config("unused", method, criterion="e2mc"))
+        assert (crit.transform, crit.ent_coeff, crit.cov_coeff) == (transform, ent, cov)
+    crit = build_criterion(tiny_config("unused", "swav", criterion="e2mc", ent_coeff=0.0))
+    assert crit.ent_coeff == 0 and crit.cov_coeff == 1
+
+
+def test_min_batch_is_2m_plus_1():
+    assert min_batch("e2mc", 7) == 15
+    # default window round(sqrt(N)): N=4 gives m=2 and 2m+1=5 > 4; N=5 is the first that works
+    assert min_batch("e2mc", None) == 5
+    assert min_batch("none", None) == 2
+
+
+def test_swav_heads_and_queue(tmp_path):
+    heads = METHODS["swav"](256, out_dim=16, n_prototypes=12, queue_length=16)
+    heads.prototypes.weight.data.mul_(3.0)
+    heads.before_step()
+    norms = heads.prototypes.weight.norm(dim=1)
+    torch.testing.assert_close(norms, torch.ones(12))
+    result = train(tiny_config(tmp_path, "swav", max_steps=3,
+                               head_options={"out_dim": 16, "n_prototypes": 12,
+                                             "queue_length": 16}))
+    heads_state = load_checkpoint(result.checkpoint)["model"]["heads"]
+    # 3 steps of 8 images, 16 slots: full, and the newest 8 are the last batch's global crops
+    assert int(heads_state["queue_count"]) == 24
+    assert heads_state["queue"].shape == (2, 16, 16)
+    torch.testing.assert_close(heads_state["queue"].norm(dim=2), torch.ones(2, 16))
+
+
+def test_simsiam_predictor_keeps_its_lr(tmp_path):
+    result = train(tiny_config(tmp_path, "simsiam", schedule="cosine", max_steps=3, epochs=1))
+    groups = load_checkpoint(result.checkpoint)["optimizer"]["param_groups"]
+    fixed = [g for g in groups if g["fixed_lr"]]
+    scheduled = [g for g in groups if not g["fixed_lr"]]
+    peak = 0.05 * 8 / 256
+    assert fixed and all(g["lr"] == pytest.approx(peak) for g in fixed)
+    expected = lr_at(2, base_lr=peak, total_steps=3, schedule="cosine")
+    assert all(g["lr"] == pytest.approx(expected) for g in scheduled)
+    assert expected < peak
+
+
+def test_lars_matches_the_formula():
+    torch.manual_seed(0)
+    w, b = torch.randn(3, 4, requires_grad=True), torch.randn(3, requires_grad=True)
+    w0, b0 = w.detach().clone(), b.detach().clone()
+    module = torch.nn.Module()
+    module.w, module.b = torch.nn.Parameter(w), torch.nn.Parameter(b)
+    opt = LARS(lars_param_groups(module, weight_decay=0.1), lr=0.5, momentum=0.9, eta=0.02)
+    gw, gb = torch.randn(3, 4), torch.randn(3)
+    module.w.grad, module.b.grad = gw.clone(), gb.clone()
+    opt.step()
+    d = gw + 0.1 * w0
+    trust = 0.02 * w0.norm() / d.norm()
+    torch.testing.assert_close(module.w.detach(), w0 - 0.5 * trust * d)
+    # biases: plain SGD, no weight decay, no adaptation
+    torch.testing.assert_close(module.b.detach(), b0 - 0.5 * gb)
+
+
+def test_lr_schedule_warmup_and_cosine():
+    values = [lr_at(t, base_lr=2.0, total_steps=12, schedule="cosine", warmup_steps=2)
+              for t in range(12)]
+    assert values[:2] == [1.0, 2.0]
+    assert values[2] == 2.0
+    # halfway through the cosine part (t - 2 = 5 of 10) the rate is half of base
+    assert values[7] == pytest.approx(1.0)
+    assert all(a >= b for a, b in zip(values[2:-1], values[3:], strict=True))
+
+
+class _NaNAtThirdCall(CRITERIA["e2mc"]):
+    calls = 0
+
+    def forward(self, *views):
+        type(self).calls += 1
+        loss, parts = super().forward(*views)
+        if type(self).calls == 3:
+            loss = loss * float("nan")
+        return loss, parts
+
+
+def test_nan_loss_stops_and_keeps_last_checkpoint(tmp_path, monkeypatch):
+    monkeypatch.setitem(CRITERIA, "e2mc", _NaNAtThirdCall)
+    _NaNAtThirdCall.calls = 0
+    config = tiny_config(tmp_path, criterion="e2mc", max_steps=5, save_every=1)
+    with pytest.raises(NonFiniteLoss, match=r"loss is nan at step 3 .*e2mc\.entropy"):
+        train(config)
+    assert load_checkpoint(tmp_path / "checkpoint.pt")["step"] == 2
+    assert not (tmp_path / "backbone.pt").exists()
+
+
+def test_existing_run_is_not_overwritten(tmp_path):
+    save_checkpoint(tmp_path / "checkpoint.pt", {"sentinel": 1})
+    with pytest.raises(FileExistsError, match="--resume"):
+        train(tiny_config(tmp_path))
+    assert load_checkpoint(tmp_path / "checkpoint.pt") == {"sentinel": 1}
