@@ -44,19 +44,10 @@ def gaussian_entropy(x: Any, *, joint: bool = True, ties: str = "raise") -> Any:
     if not joint:
         var = (xc * xc).sum(**{"dim" if torch_in else "axis": 0}) / (n - 1)
         return 0.5 * (_LOG_2PIE + (var.log() if torch_in else np.log(var)))
-    cov = (xc.T @ xc) / (n - 1)
-    if torch_in:
-        import torch
-
-        chol, info = torch.linalg.cholesky_ex(cov)
-        if int(info) == 0:
-            return 0.5 * d * _LOG_2PIE + chol.diagonal().log().sum()
-    else:
-        try:
-            chol = np.linalg.cholesky(cov)
-            return 0.5 * d * _LOG_2PIE + np.log(np.diag(chol)).sum()
-        except np.linalg.LinAlgError:
-            pass
+    chol = covariance_cholesky((xc.T @ xc) / (n - 1)) if n > d else None
+    if chol is not None:
+        log_diag = chol.diagonal().log() if torch_in else np.log(np.diag(chol))
+        return 0.5 * d * _LOG_2PIE + log_diag.sum()
     message = (
         f"the sample covariance of the {d} columns is singular (collinear columns, or "
         f"n = {n} <= d), so the Gaussian entropy is -inf"
@@ -64,7 +55,37 @@ def gaussian_entropy(x: Any, *, joint: bool = True, ties: str = "raise") -> Any:
     if ties == "raise":
         raise ValueError(message + "; pass ties='floor' or 'jitter' to get -inf with a warning")
     warnings.warn(message, RuntimeWarning, stacklevel=2)
-    return torch.full((), -math.inf, dtype=x.dtype, device=x.device) if torch_in else -math.inf
+    if torch_in:
+        import torch
+
+        return torch.full((), -math.inf, dtype=x.dtype, device=x.device)
+    return -math.inf
+
+
+def covariance_cholesky(cov: Any) -> Any:
+    """Lower Cholesky factor L of a covariance matrix, or None if it is numerically singular.
+
+    Singular means a column whose variance left unexplained by the previous columns,
+    ``L_jj^2 / cov_jj = 1 - R_j^2``, is at rounding level (below ``100 d eps``): collinear
+    columns, for which a factorization can still succeed on rounding noise.
+    """
+    d = cov.shape[0]
+    if validation.is_tensor(cov):
+        import torch
+
+        chol, info = torch.linalg.cholesky_ex(cov)
+        if int(info) != 0:
+            return None
+        unexplained = (chol.diagonal() ** 2 / cov.diagonal()).detach().min()
+        tol = 100 * d * torch.finfo(cov.dtype).eps
+    else:
+        try:
+            chol = np.linalg.cholesky(cov)
+        except np.linalg.LinAlgError:
+            return None
+        unexplained = (np.diag(chol) ** 2 / np.diag(cov)).min()
+        tol = 100 * d * np.finfo(cov.dtype).eps
+    return chol if float(unexplained) > tol else None
 
 
 def _marginal(x: Any, *, ties: str) -> Any:

@@ -42,6 +42,7 @@ import scipy.fft
 from scipy.special import logsumexp
 
 from entropylib import registry, validation
+from entropylib.gaussian import covariance_cholesky
 
 BANDWIDTH_RULES = ("scott", "silverman")
 EVALUATIONS = ("exact", "fft")
@@ -143,23 +144,17 @@ def _whiten(x: Any, bandwidth: str | float) -> tuple[Any, Any]:
             f"a joint KDE with a data-scaled bandwidth needs n > d samples to estimate the "
             f"covariance, got n = {n}, d = {d}; pass a float bandwidth or more samples"
         )
-    singular = (
-        "the sample covariance is singular (collinear columns), so the data-scaled joint "
-        "bandwidth is undefined; drop redundant columns or pass a float bandwidth"
-    )
-    cov = (h * h / (n - 1)) * (xc.T @ xc)
+    chol = covariance_cholesky((h * h / (n - 1)) * (xc.T @ xc))
+    if chol is None:
+        raise ValueError(
+            "the sample covariance is singular (collinear columns), so the data-scaled joint "
+            "bandwidth is undefined; drop redundant columns or pass a float bandwidth"
+        )
     if torch_in:
         import torch
 
-        chol, info = torch.linalg.cholesky_ex(cov)
-        if int(info) != 0:
-            raise ValueError(singular)
         z = torch.linalg.solve_triangular(chol, xc.T, upper=False).T
         return z, chol.diagonal().log().sum()
-    try:
-        chol = np.linalg.cholesky(cov)
-    except np.linalg.LinAlgError:
-        raise ValueError(singular) from None
     z = np.linalg.solve(chol, xc.T).T
     return z, np.log(np.diag(chol)).sum()
 
