@@ -4,6 +4,7 @@ writes give clear errors and never a silently random or half-written model."""
 
 import itertools
 import os
+import pickle
 import stat
 
 import pytest
@@ -177,6 +178,34 @@ def test_files_on_disk_and_auto_layout(tmp_path, resnet50_official):
         torch.save(objects[layout], path)
         assert detect_layout(path) == layout
         _assert_state_equal(load_official(path, "auto").backbone, backbone)
+
+
+def exclude_bias_and_norm(p):
+    # stands for the training-script function VICReg's LARS keeps in its parameter groups
+    return p.ndim == 1
+
+
+def test_vicreg_full_with_function_in_optimizer_state(tmp_path, resnet18_official):
+    objects, backbone, heads = resnet18_official
+    obj = dict(objects["vicreg_full"])
+    obj["optimizer"] = {"state": {}, "param_groups": [
+        {"lr": 0.2, "weight_decay_filter": exclude_bias_and_norm,
+         "lars_adaptation_filter": exclude_bias_and_norm, "params": [0, 1]}]}
+    path = tmp_path / "resnet50_fullckpt.pth"
+    torch.save(obj, path)
+    with pytest.raises(pickle.UnpicklingError):  # what a plain weights_only load does
+        torch.load(path, weights_only=True)
+    assert detect_layout(path) == "vicreg_full"
+    weights = load_official(path, "vicreg_full", arch="resnet18")
+    _assert_state_equal(weights.backbone, backbone)
+    _assert_state_equal(weights.heads["projector"], heads["vicreg"])
+
+
+def test_pickled_module_is_rejected(tmp_path):
+    path = tmp_path / "whole_model.pth"
+    torch.save(nn.Linear(2, 2), path)
+    with pytest.raises(CheckpointError, match="not one of the supported layouts"):
+        load_official(path, "vicreg_backbone")
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)
