@@ -137,7 +137,11 @@ def marginal_entropy_profile(
 
 
 def total_correlation(features: Any, **options: Any) -> float | None:
-    """``entropylib.total_correlation`` of the features, or None if entropylib lacks it."""
+    """``entropylib.total_correlation`` of the features, or None if entropylib lacks it.
+
+    Its default is the Gaussian estimate -1/2 log det R (R the correlation matrix); options
+    such as ``method`` are passed on.
+    """
     import entropylib
 
     func = getattr(entropylib, "total_correlation", None)
@@ -173,7 +177,9 @@ def embedding_diagnostics(
         "entropy_sum": float(finite.sum()) if finite.size else float("-inf"),
         "dead_units": float(h.size - finite.size),
     }
-    tc = total_correlation(x)
+    # Dead (constant) units have no entropy to compare; they are counted in dead_units.
+    live = np.ptp(x, axis=0) > 0
+    tc = total_correlation(x[:, live]) if live.sum() >= 2 else None
     if tc is not None:
         out["total_correlation"] = tc
     if view2 is not None:
