@@ -460,11 +460,16 @@ def load_checkpoint(
     map_location: str | torch.device | None = "cpu",
     *,
     weights_only: bool = True,
+    stand_ins: bool = False,
 ) -> dict[str, Any]:
     """Read a checkpoint written by :func:`save_checkpoint` (or any dict saved with torch.save).
 
     ``weights_only=True`` (default) unpickles only tensors and plain containers, so a file from
-    elsewhere cannot run code; pass ``False`` only for files you trust.
+    elsewhere cannot run code; pass ``False`` only for files you trust. ``stand_ins=True``
+    (with ``weights_only``) reads files that merely refer to functions or classes, such as
+    VICReg's full release with the LARS filter functions in its optimizer state, putting an
+    inert :class:`UnloadedGlobal` where each reference was: use it for files that then go to
+    :func:`load_official` or :func:`detect_layout`, which check that the weights are tensors.
 
     Raises
     ------
@@ -482,7 +487,9 @@ def load_checkpoint(
     ...
     FileNotFoundError: checkpoint file '/nonexistent/last.pt' does not exist
     """
-    obj = _torch_load(Path(path), map_location, weights_only=weights_only)
+    obj = _torch_load(
+        Path(path), map_location, weights_only=weights_only, stand_ins=stand_ins and weights_only
+    )
     if not isinstance(obj, dict):
         raise CheckpointError(
             f"checkpoint {str(path)!r} holds a {type(obj).__name__}, expected a dict"

@@ -17,6 +17,7 @@ from adapters.backbones import build_backbone
 from adapters.checkpoints import (
     LAYOUTS,
     CheckpointError,
+    UnloadedGlobal,
     detect_layout,
     export_backbone,
     head_keys,
@@ -195,10 +196,17 @@ def test_vicreg_full_with_function_in_optimizer_state(tmp_path, resnet18_officia
     torch.save(obj, path)
     with pytest.raises(pickle.UnpicklingError):  # what a plain weights_only load does
         torch.load(path, weights_only=True)
+    with pytest.raises(CheckpointError, match="weights_only=False"):
+        load_checkpoint(path)
     assert detect_layout(path) == "vicreg_full"
     weights = load_official(path, "vicreg_full", arch="resnet18")
     _assert_state_equal(weights.backbone, backbone)
     _assert_state_equal(weights.heads["projector"], heads["vicreg"])
+    loaded = load_checkpoint(path, stand_ins=True)
+    group = loaded["optimizer"]["param_groups"][0]
+    assert isinstance(group["weight_decay_filter"], UnloadedGlobal)
+    assert group["weight_decay_filter"].name.endswith("test_checkpoints.exclude_bias_and_norm")
+    assert load_official(loaded, "vicreg_full", arch="resnet18").epoch == 1000
 
 
 def test_pickled_module_is_rejected(tmp_path):
