@@ -13,10 +13,11 @@ NaN (``nan_policy``)
 
 Ties (``ties``): equal values make spacings or neighbour distances zero and log(0) = -inf.
     ``"raise"`` (default) ValueError when an estimator meets a zero gap.
-    ``"jitter"`` dequantizes every column that contains repeated values: it adds
-    U(-delta/2, delta/2) noise, delta the column's smallest positive gap between distinct
-    values (its resolution), drawn from ``seed`` and assigned by rank, so the result does not
-    depend on the order of the samples. Tie-free columns are left untouched.
+    ``"jitter"`` dequantizes repeated values: each value shared by several samples gets
+    U(-delta/2, delta/2) noise, delta its distance to the nearest other distinct value of the
+    column (the local resolution), drawn from ``seed`` and assigned by rank, so the result
+    does not depend on the order of the samples. Values that occur once are left untouched.
+    If rounding leaves a tie anyway (noise below the dtype's resolution), it is an error.
     ``"floor"`` replaces each zero gap by ``finfo(dtype).eps * (max - min)`` of its column
     (a one-ulp gap at the column's scale); in torch no gradient flows through a floored gap.
     A constant column has no positive gap at any scale: under "raise" it is an error, under
@@ -189,26 +190,34 @@ def check_zero_counts(zero: np.ndarray, ties: str, what: str = "spacings") -> No
 
 
 def dequantize(data: Any, seed: int = 0) -> Any:
-    """The ``ties="jitter"`` policy: break ties within each column's resolution.
+    """The ``ties="jitter"`` policy: spread each group of tied values within its resolution.
 
-    Noise is drawn from ``numpy.random.default_rng(seed)`` for every backend (so backends agree)
-    and added by rank, so permuting the samples permutes the output the same way.
+    A value shared by several samples gets ``U(-delta/2, delta/2)`` noise, delta its distance
+    to the nearest other distinct value of the column (the local resolution, so that data
+    spanning many magnitudes, such as saturated sigmoids, are spread at the right scale and
+    the order of distinct values is kept); values that occur once are left untouched.
+    Noise is drawn from ``numpy.random.default_rng(seed)`` for every backend (so backends
+    agree) and assigned by rank, so permuting the samples permutes the output the same way.
     """
     torch_in = is_tensor(data)
     values = data.detach().cpu().numpy() if torch_in else data
     order = np.argsort(values, axis=0, kind="stable")
     sorted_vals = np.take_along_axis(values, order, axis=0)
-    gaps = np.diff(sorted_vals, axis=0)
-    has_ties = (gaps == 0).any(axis=0)
+    has_ties = (np.diff(sorted_vals, axis=0) == 0).any(axis=0)
     if not has_ties.any():
         return data
-    positive = np.where(gaps > 0, gaps, np.inf)
-    resolution = positive.min(axis=0)
-    resolution = np.where(np.isfinite(resolution) & has_ties, resolution, 0.0)
-    rng = np.random.default_rng(seed)
-    by_rank = rng.uniform(-0.5, 0.5, size=values.shape) * resolution
+    by_rank = np.random.default_rng(seed).uniform(-0.5, 0.5, size=values.shape)
+    scale = np.zeros(values.shape, dtype=np.float64)
+    for j in np.flatnonzero(has_ties):
+        levels, group, counts = np.unique(
+            sorted_vals[:, j], return_inverse=True, return_counts=True
+        )
+        step = np.diff(levels.astype(np.float64))
+        local = np.minimum(np.append(np.inf, step), np.append(step, np.inf))
+        local = np.where(np.isfinite(local) & (counts > 1), local, 0.0)
+        scale[:, j] = local[group]
     noise = np.empty_like(by_rank)
-    np.put_along_axis(noise, order, by_rank, axis=0)
+    np.put_along_axis(noise, order, by_rank * scale, axis=0)
     if torch_in:
         import torch
 
