@@ -580,7 +580,8 @@ def _atomic_write(path: Path, write: Callable[[IO[bytes]], Any]) -> None:
     try:
         # mkstemp creates the file 0600; give the result the permissions of the file it replaces
         mode = path.stat().st_mode & 0o777 if path.exists() else 0o644
-        os.fchmod(fd, mode)
+        if hasattr(os, "fchmod"):  # not on Windows before Python 3.13
+            os.fchmod(fd, mode)
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
