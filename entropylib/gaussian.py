@@ -35,7 +35,7 @@ def gaussian_entropy(x: Any, *, joint: bool = True, ties: str = "raise") -> Any:
     --------
     >>> x = np.random.default_rng(0).normal(size=(100_000, 2)) * [1.0, 2.0]
     >>> h = gaussian_entropy(x)
-    >>> abs(float(h) - (np.log(2 * np.pi * np.e) + np.log(2.0))) < 0.01
+    >>> bool(abs(float(h) - (np.log(2 * np.pi * np.e) + np.log(2.0))) < 0.01)
     True
     """
     n, d = x.shape

@@ -39,7 +39,7 @@ def total_correlation(
     >>> cov = [[1.0, 0.6], [0.6, 1.0]]
     >>> x = np.random.default_rng(0).multivariate_normal([0, 0], cov, size=50_000)
     >>> tc = entropylib.total_correlation(x, "gaussian")
-    >>> abs(float(tc) - (-0.5 * np.log(1 - 0.6**2))) < 0.01
+    >>> bool(abs(float(tc) - (-0.5 * np.log(1 - 0.6**2))) < 0.01)
     True
     """
     if not registry.get(method).supports_joint:

@@ -89,7 +89,7 @@ def kde_entropy(
     --------
     >>> x = np.random.default_rng(0).normal(size=(2000, 1))
     >>> h = kde_entropy(x, bandwidth="silverman")
-    >>> abs(float(h) - 0.5 * np.log(2 * np.pi * np.e)) < 0.05
+    >>> bool(abs(float(h) - 0.5 * np.log(2 * np.pi * np.e)) < 0.05)
     True
     """
     n, d = x.shape
