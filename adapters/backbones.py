@@ -65,11 +65,12 @@ class ResNetBackbone(ResNet):
 class SmallCNN(nn.Module):
     """A fast four-block CNN for 28x28 (any size works) images: (B, C, H, W) -> (B, 256).
 
-    Blocks of 3x3 conv - BatchNorm - ReLU with widths 32, 64, 128, 256; 2x2 max-pools after the
-    first two blocks and a stride-2 last conv reduce 28x28 to 4x4, then global average pooling.
-    About 0.39 M parameters and 12 M multiply-adds per 28x28 image (a ResNet-18 with the small
-    stem needs about 0.56 G at 32x32), so a 256-image step takes well under a second on two
-    CPU cores.
+    Blocks of 3x3 conv - BatchNorm - ReLU with widths 32, 64, 128, 256. The first conv has
+    stride 2 (28 -> 14), a 2x2 max-pool follows the second block (-> 7) and the last conv has
+    stride 2 (-> 4), then global average pooling. About 0.39 M parameters and 12 M
+    multiply-adds per 28x28 image (a ResNet-18 with the small stem needs about 0.56 G at
+    32x32). Striding the first conv instead of pooling after it keeps no 28x28 activations,
+    which roughly halves the CPU step time (benchmarks/bench_backbones.py).
 
     Examples
     --------
@@ -86,8 +87,7 @@ class SmallCNN(nn.Module):
         super().__init__()
         c1, c2, c3, c4 = self.widths
         self.features = nn.Sequential(
-            _conv_bn_relu(in_channels, c1),
-            nn.MaxPool2d(2),
+            _conv_bn_relu(in_channels, c1, stride=2),
             _conv_bn_relu(c1, c2),
             nn.MaxPool2d(2),
             _conv_bn_relu(c2, c3),
