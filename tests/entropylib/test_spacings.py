@@ -164,3 +164,23 @@ def test_m_spacing_function_is_the_estimate_method():
         low = m_spacing(t, m=11, **kw)
         assert torch.equal(low, entropylib.estimate(t, "m_spacing", m=11, **kw))
         np.testing.assert_allclose(m_spacing(x, m=11, **kw), low.numpy(), rtol=0, atol=1e-14)
+
+
+@pytest.mark.parametrize(
+    "module",
+    ["entropylib.spacings", "entropylib.estimate", "entropylib.registry", "entropylib.__main__"],
+)
+def test_docstring_examples(module):
+    import doctest
+    import importlib
+
+    result = doctest.testmod(importlib.import_module(module))
+    assert result.attempted > 0 and result.failed == 0
+
+
+def test_demo_prints_a_table(capsys):
+    from entropylib.__main__ import main
+
+    main(["--n", "400"])
+    out = capsys.readouterr().out
+    assert "Cauchy" in out and "mean |error|" in out and "correa" in out
