@@ -172,17 +172,19 @@ def correa(x: Any, *, m: int, ties: str = "raise", seed: int = 0) -> Any:
     :math:`\sum_{k=1}^{m} k (x_{(i+k)} - x_{(i-k)})` (equal, since the offsets sum to zero),
     which is positive term by term on sorted data unless the whole window is one tied value;
     such windows are ties (policies "raise" and "jitter" only). O(n m d) time, O(n d) memory
-    (scipy builds a (2m+1, n, d) array); the numba backend is O(n d) on smooth data.
+    in numpy (scipy builds a (2m+1, n, d) array; torch keeps O(n m d) for the backward pass);
+    the numba backend does O(n d) work on smooth data.
     """
     xp = array_namespace(x)
     x = _jitter(x, ties, seed)
     n = x.shape[0]
     s = xp.sort(x, axis=0)
-    window = [_padded(s, k, xp) for k in range(-m, m + 1)]
-    validation.apply_tie_policy(window[-1] - window[0], ties, None, "windows of tied values")
-    mean = sum(window) / (2 * m + 1)
-    num = sum(k * (window[m + k] - window[m - k]) for k in range(1, m + 1))
-    den = n * sum((w - mean) ** 2 for w in window)
+    spread = _padded(s, m, xp) - _padded(s, -m, xp)
+    validation.apply_tie_policy(spread, ties, None, "windows of tied values")
+    # windows are formed again in each sum rather than stored: O(n d) memory in numpy
+    mean = sum(_padded(s, k, xp) for k in range(-m, m + 1)) / (2 * m + 1)
+    num = sum(k * (_padded(s, k, xp) - _padded(s, -k, xp)) for k in range(1, m + 1))
+    den = n * sum((_padded(s, k, xp) - mean) ** 2 for k in range(-m, m + 1))
     return -_column_mean(xp.log(num / den), xp)
 
 
