@@ -577,6 +577,11 @@ def train(config: TrainConfig, *, resume: str | None = None) -> TrainResult:
             f"dataset {config.dataset!r} has {len(base_dataset)} training images, fewer than "
             f"one global batch of {global_batch}"
         )
+    if state is None:
+        # heads (and a pretraining backbone) start from a seeded initialisation
+        random.seed(config.seed)
+        np.random.seed(config.seed)  # noqa: NPY002
+        torch.manual_seed(config.seed)
     model, base_epoch, notes = _load_start(config, info) if state is None else (
         _model_from_state(state), 0, {"start": f"resume {resume}"}
     )
@@ -611,7 +616,9 @@ def train(config: TrainConfig, *, resume: str | None = None) -> TrainResult:
         step, epoch, epoch_step = state["step"], state["epoch"], state["epoch_step"]
         end_epoch = state["end_epoch"]
         base_epoch = state["base_epoch"]
-    total_steps = (end_epoch - base_epoch) * steps_per_epoch
+    # the schedule spans the epochs; max_steps only stops early (so it may change on resume)
+    schedule_steps = (end_epoch - base_epoch) * steps_per_epoch
+    total_steps = schedule_steps
     if config.max_steps is not None:
         total_steps = min(total_steps, config.max_steps)
     warmup_steps = round(config.warmup_epochs * steps_per_epoch)
@@ -633,7 +640,7 @@ def train(config: TrainConfig, *, resume: str | None = None) -> TrainResult:
             "optimizer": optimizer.state_dict(),
             "scaler": scaler.state_dict(),
             "lr_schedule": {"peak_lr": peak_lr, "schedule": config.schedule,
-                            "warmup_steps": warmup_steps, "total_steps": total_steps,
+                            "warmup_steps": warmup_steps, "total_steps": schedule_steps,
                             "final_lr": config.final_lr},
             "epoch": epoch, "epoch_step": epoch_step, "step": step,
             "base_epoch": base_epoch, "end_epoch": end_epoch,
@@ -679,10 +686,14 @@ def train(config: TrainConfig, *, resume: str | None = None) -> TrainResult:
             sampler.set_epoch(epoch)
             dataset.epoch = epoch
             sampler.start = epoch_step * config.batch_size
-            loader = DataLoader(dataset, sampler=sampler, **loader_kwargs)
+            # the loader draws its workers' base seed from this generator, not the global one
+            order_rng = torch.Generator().manual_seed(
+                int(np.random.SeedSequence([config.seed, epoch]).generate_state(1)[0])
+            )
+            loader = DataLoader(dataset, sampler=sampler, generator=order_rng, **loader_kwargs)
             tic = time.perf_counter()
             for batch, _ in loader:
-                lr = lr_at(step, base_lr=peak_lr, total_steps=total_steps,
+                lr = lr_at(step, base_lr=peak_lr, total_steps=schedule_steps,
                            schedule=config.schedule, warmup_steps=warmup_steps,
                            final_lr=config.final_lr)
                 for group in optimizer.param_groups:
