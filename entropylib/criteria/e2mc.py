@@ -13,8 +13,7 @@ import torch
 from torch import nn
 
 from entropylib import spacings
-from entropylib.criteria.distributed import gather_with_grad
-from entropylib.criteria.views import check_coeff, check_views, working_dtype
+from entropylib.criteria.views import check_coeff, check_views, full_precision, gather_views
 
 __all__ = ["E2MC", "REFERENCE_SETTINGS", "TRANSFORMS", "hypercov", "marginal_entropy", "squash"]
 
@@ -177,10 +176,8 @@ class E2MC(nn.Module):
     def forward(self, *views: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         check_views(views, "E2MC")
         entropies, covs = [], []
-        with torch.autocast(device_type=views[0].device.type, enabled=False):
-            for i, z in enumerate(views):
-                z = gather_with_grad(z)
-                z = z.to(working_dtype(z))
+        with full_precision(views):
+            for i, z in enumerate(gather_views(views, "E2MC", min_rows=1)):
                 if not torch.isfinite(z).all():
                     raise ValueError(f"E2MC: view {i} has NaN or infinite values")
                 # Column-major u: the per-column sort inside m_spacing then runs over

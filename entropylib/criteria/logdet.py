@@ -7,8 +7,7 @@ import math
 import torch
 from torch import nn
 
-from entropylib.criteria.distributed import gather_with_grad
-from entropylib.criteria.views import check_coeff, check_views
+from entropylib.criteria.views import check_coeff, check_views, full_precision, gather_views
 
 __all__ = ["LogDet", "logdet_covariance"]
 
@@ -76,10 +75,7 @@ class LogDet(nn.Module):
 
     def forward(self, *views: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         check_views(views, "LogDet")
-        gathered = [gather_with_grad(z) for z in views]
-        if gathered[0].shape[0] < 2:
-            raise ValueError(
-                f"LogDet needs a (global) batch of at least 2, got {gathered[0].shape[0]}"
-            )
-        logdet = torch.stack([logdet_covariance(z, eps=self.eps) for z in gathered])
+        with full_precision(views):
+            gathered = gather_views(views, "LogDet")
+            logdet = torch.stack([logdet_covariance(z, eps=self.eps) for z in gathered])
         return -self.coeff * logdet.sum(), {"logdet": logdet.detach()}

@@ -6,8 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from entropylib.criteria.distributed import gather_with_grad
-from entropylib.criteria.views import check_coeff, check_views
+from entropylib.criteria.views import check_coeff, check_views, full_precision, gather_views
 
 __all__ = ["MMCR", "centroid_nuclear_norm"]
 
@@ -62,5 +61,6 @@ class MMCR(nn.Module):
 
     def forward(self, *views: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         check_views(views, "MMCR")
-        nuclear = centroid_nuclear_norm(*[gather_with_grad(z) for z in views])
+        with full_precision(views):
+            nuclear = centroid_nuclear_norm(*gather_views(views, "MMCR", min_rows=1))
         return -self.weight * nuclear, {"nuclear_norm": nuclear.detach()}

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from entropylib.criteria.views import check_views
+from entropylib.criteria.views import check_views, full_precision, working_dtype
 
 __all__ = ["SimSiamLoss", "negative_cosine"]
 
@@ -55,5 +55,7 @@ class SimSiamLoss(nn.Module):
         self, p1: torch.Tensor, p2: torch.Tensor, z1: torch.Tensor, z2: torch.Tensor
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         check_views((p1, p2, z1, z2), "SimSiamLoss", count=4)
-        loss = 0.5 * negative_cosine(p1, z2) + 0.5 * negative_cosine(p2, z1)
+        with full_precision((p1, p2, z1, z2)):
+            p1, p2, z1, z2 = (v.to(working_dtype(v)) for v in (p1, p2, z1, z2))
+            loss = 0.5 * negative_cosine(p1, z2) + 0.5 * negative_cosine(p2, z1)
         return loss, {"cosine": -loss.detach()}

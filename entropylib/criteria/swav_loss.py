@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from entropylib.criteria.distributed import all_reduce_max, all_reduce_sum
-from entropylib.criteria.views import check_coeff, check_views, working_dtype
+from entropylib.criteria.views import check_coeff, check_views, full_precision, working_dtype
 
 __all__ = ["SwAVLoss", "sinkhorn_knopp"]
 
@@ -40,7 +40,7 @@ def sinkhorn_knopp(
     if scores.ndim != 2:
         raise ValueError(f"scores must be 2-D (B, K), got shape {tuple(scores.shape)}")
     n_local, k = scores.shape
-    with torch.autocast(device_type=scores.device.type, enabled=False):
+    with full_precision([scores]):
         s = scores.detach().to(working_dtype(scores))
         q = torch.exp((s - all_reduce_max(s.max())) / epsilon)
         q = q / all_reduce_sum(q.sum())
@@ -137,7 +137,7 @@ class SwAVLoss(nn.Module):
         n = scores[0].shape[0]
         dtype = working_dtype(scores[0])
         sublosses = []
-        with torch.autocast(device_type=scores[0].device.type, enabled=False):
+        with full_precision(scores):
             log_p = [F.log_softmax(s.to(dtype) / self.temperature, dim=1) for s in scores]
             for j, a in enumerate(self.crops_for_assign):
                 out = scores[a].detach()

@@ -9,8 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from entropylib.criteria.distributed import gather_with_grad
-from entropylib.criteria.views import check_coeff, check_views
+from entropylib.criteria.views import check_coeff, check_views, full_precision, gather_views
 
 __all__ = ["Uniformity", "alignment", "uniformity"]
 
@@ -103,16 +102,13 @@ class Uniformity(nn.Module):
 
     def forward(self, *views: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         check_views(views, "Uniformity", min_count=2 if self.align_coeff else 1)
-        gathered = [gather_with_grad(z) for z in views]
-        if gathered[0].shape[0] < 2:
-            raise ValueError(
-                f"Uniformity needs a (global) batch of at least 2, got {gathered[0].shape[0]}"
-            )
-        unif = torch.stack([uniformity(z, t=self.t) for z in gathered])
-        pairs = list(itertools.combinations(gathered, 2))
-        if pairs:
-            align = torch.stack([alignment(a, b, alpha=self.alpha) for a, b in pairs]).mean()
-        else:
-            align = unif.new_zeros(())
-        loss = self.unif_coeff * unif.mean() + self.align_coeff * align
+        with full_precision(views):
+            gathered = gather_views(views, "Uniformity")
+            unif = torch.stack([uniformity(z, t=self.t) for z in gathered])
+            pairs = list(itertools.combinations(gathered, 2))
+            if pairs:
+                align = torch.stack([alignment(a, b, alpha=self.alpha) for a, b in pairs]).mean()
+            else:
+                align = unif.new_zeros(())
+            loss = self.unif_coeff * unif.mean() + self.align_coeff * align
         return loss, {"uniformity": unif.detach(), "alignment": align.detach()}

@@ -5,9 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from entropylib.criteria.distributed import gather_with_grad
 from entropylib.criteria.vicreg_loss import covariance_penalty, variance_hinge
-from entropylib.criteria.views import check_coeff, check_views
+from entropylib.criteria.views import check_coeff, check_views, full_precision, gather_views
 
 __all__ = ["VCReg"]
 
@@ -54,12 +53,9 @@ class VCReg(nn.Module):
 
     def forward(self, *views: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         check_views(views, "VCReg")
-        gathered = [gather_with_grad(z) for z in views]
-        if gathered[0].shape[0] < 2:
-            raise ValueError(
-                f"VCReg needs a (global) batch of at least 2, got {gathered[0].shape[0]}"
-            )
-        variance = torch.stack([variance_hinge(z, gamma=self.gamma) for z in gathered])
-        cov = torch.stack([covariance_penalty(z) for z in gathered])
-        loss = self.std_coeff * variance.mean() + self.cov_coeff * cov.sum()
+        with full_precision(views):
+            gathered = gather_views(views, "VCReg")
+            variance = torch.stack([variance_hinge(z, gamma=self.gamma) for z in gathered])
+            cov = torch.stack([covariance_penalty(z) for z in gathered])
+            loss = self.std_coeff * variance.mean() + self.cov_coeff * cov.sum()
         return loss, {"variance": variance.detach(), "cov": cov.detach()}

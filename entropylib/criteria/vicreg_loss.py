@@ -6,8 +6,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from entropylib.criteria.distributed import gather_with_grad
-from entropylib.criteria.views import check_coeff, check_views
+from entropylib.criteria.views import (
+    check_coeff,
+    check_views,
+    full_precision,
+    gather_views,
+    working_dtype,
+)
 
 __all__ = ["VICRegLoss", "covariance_penalty", "variance_hinge"]
 
@@ -95,13 +100,19 @@ class VICRegLoss(nn.Module):
         self, z1: torch.Tensor, z2: torch.Tensor
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         check_views((z1, z2), "VICRegLoss", count=2)
-        invariance = F.mse_loss(z1, z2)
-        g1, g2 = gather_with_grad(z1), gather_with_grad(z2)
-        if g1.shape[0] < 2:
-            raise ValueError(f"VICRegLoss needs a (global) batch of at least 2, got {g1.shape[0]}")
-        variance = (variance_hinge(g1, gamma=self.gamma) + variance_hinge(g2, gamma=self.gamma)) / 2
-        covariance = covariance_penalty(g1) + covariance_penalty(g2)
-        loss = self.sim_coeff * invariance + self.std_coeff * variance + self.cov_coeff * covariance
+        with full_precision((z1, z2)):
+            dtype = working_dtype(z1)
+            invariance = F.mse_loss(z1.to(dtype), z2.to(dtype))
+            g1, g2 = gather_views((z1, z2), "VICRegLoss")
+            variance = (
+                variance_hinge(g1, gamma=self.gamma) + variance_hinge(g2, gamma=self.gamma)
+            ) / 2
+            covariance = covariance_penalty(g1) + covariance_penalty(g2)
+            loss = (
+                self.sim_coeff * invariance
+                + self.std_coeff * variance
+                + self.cov_coeff * covariance
+            )
         parts = {
             "invariance": invariance.detach(),
             "variance": variance.detach(),

@@ -1,4 +1,4 @@
-"""Argument checks shared by the criteria: the (N, D) views they receive and their options."""
+"""What every criterion does to its inputs: check the (N, D) views and options, gather, upcast."""
 
 from __future__ import annotations
 
@@ -7,7 +7,9 @@ from collections.abc import Sequence
 
 import torch
 
-__all__ = ["check_coeff", "check_views", "working_dtype"]
+from entropylib.criteria.distributed import gather_with_grad
+
+__all__ = ["check_coeff", "check_views", "full_precision", "gather_views", "working_dtype"]
 
 
 def check_coeff(name: str, value: float, *, positive: bool = False) -> float:
@@ -54,3 +56,22 @@ def check_views(
 def working_dtype(x: torch.Tensor) -> torch.dtype:
     """float64 for float64 input, else float32 (half and bfloat16 are never computed in)."""
     return torch.float64 if x.dtype == torch.float64 else torch.float32
+
+
+def full_precision(views: Sequence[torch.Tensor]) -> torch.autocast:
+    """Context that disables autocast on the views' device: criteria compute in float32/64."""
+    return torch.autocast(device_type=views[0].device.type, enabled=False)
+
+
+def gather_views(
+    views: Sequence[torch.Tensor], who: str, *, min_rows: int = 2
+) -> list[torch.Tensor]:
+    """Each view gathered over ranks with gradient and cast to :func:`working_dtype`.
+
+    Raises ValueError when the global batch has fewer than ``min_rows`` rows.
+    """
+    gathered = [gather_with_grad(v) for v in views]
+    n = gathered[0].shape[0]
+    if n < min_rows:
+        raise ValueError(f"{who} needs a (global) batch of at least {min_rows}, got {n}")
+    return [g.to(working_dtype(g)) for g in gathered]

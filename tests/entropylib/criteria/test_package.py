@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 import entropylib.criteria as criteria
 
@@ -47,3 +48,30 @@ def test_docstring_examples(name):
     result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
     assert result.attempted > 0
     assert result.failed == 0
+
+
+HALF_CASES = [
+    ("e2mc", lambda: criteria.E2MC(), 2),
+    ("vcreg", lambda: criteria.VCReg(), 2),
+    ("mmcr", lambda: criteria.MMCR(), 2),
+    ("uniformity", lambda: criteria.Uniformity(align_coeff=1.0), 2),
+    ("logdet", lambda: criteria.LogDet(), 2),
+    ("vicreg", lambda: criteria.VICRegLoss(), 2),
+    ("simsiam", lambda: criteria.SimSiamLoss(), 4),
+    ("swav", lambda: criteria.SwAVLoss(), 3),
+]
+
+
+@pytest.mark.parametrize(("name", "factory", "n_views"), HALF_CASES, ids=[c[0] for c in HALF_CASES])
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_inputs_under_autocast_are_computed_in_float32(name, factory, n_views, dtype):
+    g = torch.Generator().manual_seed(0)
+    views = [torch.randn(64, 16, generator=g).to(dtype).requires_grad_() for _ in range(n_views)]
+    expected, _ = factory()(*[v.detach().float() for v in views])
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss, _ = factory()(*views)
+    assert loss.dtype == torch.float32
+    torch.testing.assert_close(loss, expected, rtol=1e-5, atol=1e-6)
+    loss.backward()
+    for v in views:
+        assert v.grad is None or torch.isfinite(v.grad).all()
