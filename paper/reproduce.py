@@ -1,0 +1,168 @@
+"""Reproduce the paper's Table 1, Table 2 and ablations at CPU scale: ``python -m paper.reproduce``.
+
+Usage::
+
+    python -m paper.reproduce                 # the full run (about 2.5 h on 2 CPU cores)
+    python -m paper.reproduce --quick         # smoke test of every unit kind (a few minutes)
+    python -m paper.reproduce --only table1   # only the units of one table (table1|table2|ablation)
+    python -m paper.reproduce --dry-run       # list the units, what is finished, a time estimate
+
+Resumable: each unit (pretrain a base, continue-train base x criterion x seed, evaluate a
+checkpoint with a protocol) is stored under ``<out>/runs/<hash of its configuration>/``; a second
+invocation re-runs only what has no result, and a training unit killed half-way resumes from
+its last checkpoint. Results, tables, figures and REPORT.md go to ``<out>/results/``; a
+readable log is appended to ``<out>/runs/reproduce.log``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import shlex
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from paper import config as cfg
+from paper.plan import Plan, build_plan
+from paper.units import RunStore, Unit, pending, run_units
+
+log = logging.getLogger("paper")
+
+PAPER_DIR = Path(__file__).resolve().parent
+TABLE_NAMES = ("table1", "table2", "ablation")
+
+#: Seconds per optimizer step at batch 256 on this machine (2 shared CPU cores), measured with
+#: ``benchmarks/bench_paper_budget.py`` (median of timed steps of adapters.train, 60,000-image
+#: Fashion-MNIST, small_cnn); per 256 images, so other batch sizes scale linearly.
+STEP_SECONDS = {"vicreg": 0.55, "swav": 0.9, "simsiam": 0.55}
+#: Seconds of one evaluation unit of the full configuration (60,000 / 10,000 images), measured
+#: with the same script; the first protocol of a checkpoint also pays the feature extraction.
+EVAL_SECONDS = {"linear": 150.0, "knn": 6.0, "semisup": 240.0, "transfer": 12.0,
+                "diagnostics": 25.0}
+FEATURE_SECONDS = 30.0
+STEPS_PER_EPOCH = 60_000 // 256
+
+
+def estimate_seconds(units: Sequence[Unit]) -> float:
+    """Rough wall time of ``units`` from the measured step and protocol times above.
+
+    Training: steps x seconds per step (scaled by batch / 256); evaluation: the protocol's
+    measured time, scaled by the share of the 60,000 training images it uses, plus one feature
+    extraction per checkpoint.
+    """
+    total = 0.0
+    checkpoints = set()
+    for u in units:
+        c = u.config
+        if u.kind in ("pretrain", "continue"):
+            model = c.get("model", c)
+            batch = model["batch_size"]
+            steps = (60_000 // batch) * model["epochs"]
+            if model.get("max_steps") is not None:
+                steps = min(steps, model["max_steps"])
+            method = model["method"]
+            total += steps * STEP_SECONDS[method] * batch / 256
+        else:
+            limit = c["data"].get("eval_train_limit")
+            share = 1.0 if limit is None else min(1.0, limit / 60_000)
+            total += EVAL_SECONDS[c["protocol"]] * share
+            if u.deps[0].key not in checkpoints:
+                checkpoints.add(u.deps[0].key)
+                total += FEATURE_SECONDS * share
+    return total
+
+
+def _setup_logging(log_file: Path, verbose: bool) -> None:
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    fmt = logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%d %H:%M:%S")
+    log.setLevel(logging.INFO)
+    for h in list(log.handlers):
+        log.removeHandler(h)
+    fh = logging.FileHandler(log_file)
+    fh.setFormatter(fmt)
+    log.addHandler(fh)
+    sh = logging.StreamHandler(sys.stderr)
+    sh.setFormatter(fmt)
+    sh.setLevel(logging.INFO if verbose else logging.WARNING)
+    log.addHandler(sh)
+    log.propagate = False
+
+
+def describe(plan: Plan, store: RunStore, tables: tuple[str, ...] | None) -> str:
+    """Text listing of the units to run: finished or pending, with a time estimate."""
+    units = plan.units(tables)
+    todo = pending(units, store)
+    todo_keys = {u.key for u in todo}
+    lines = []
+    for u in units:
+        status = "pending " if u.key in todo_keys else "finished"
+        lines.append(f"{status} {u.kind:8s} {u.key} {u.label}")
+    counts = {k: sum(1 for u in units if u.kind == k) for k in ("pretrain", "continue", "evaluate")}
+    est = estimate_seconds(todo)
+    lines.append(
+        f"{len(units)} units ({counts['pretrain']} pretrain, {counts['continue']} continue, "
+        f"{counts['evaluate']} evaluate): {len(units) - len(todo)} finished, {len(todo)} pending; "
+        f"estimated time of the pending units: {est / 60:.0f} min on 2 CPU cores"
+    )
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command-line entry point; returns the exit status (1 if a unit failed)."""
+    parser = argparse.ArgumentParser(
+        prog="python -m paper.reproduce", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument("--quick", action="store_true",
+                        help="tiny subsets, 1 seed, a few steps: a smoke test of the pipeline")
+    parser.add_argument("--only", choices=TABLE_NAMES,
+                        help="run only the units of this table (tables are still written)")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="list the units, which are finished, and a time estimate; run nothing")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="folder holding runs/ and results/ (default: paper/ for the full "
+                             "run, paper/quick/ for --quick)")
+    parser.add_argument("--no-progress", action="store_true", help="no tqdm bars")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log every unit to stderr")
+    args = parser.parse_args(argv)
+
+    experiment = cfg.quick() if args.quick else cfg.full()
+    out = args.out if args.out is not None else PAPER_DIR / ("quick" if args.quick else "")
+    store = RunStore(out / "runs")
+    plan = build_plan(experiment)
+    tables = None if args.only is None else (args.only,)
+    if args.dry_run:
+        print(describe(plan, store, tables))
+        return 0
+    _setup_logging(out / "runs" / "reproduce.log", args.verbose)
+    command = "python -m paper.reproduce" + (
+        " " + shlex.join(argv if argv is not None else sys.argv[1:])
+        if (argv if argv is not None else sys.argv[1:]) else ""
+    )
+    log.info("=== %s (out: %s)", command, out)
+    from paper.execute import executors
+    from paper.tables import write_results
+
+    start = time.perf_counter()
+    summary = run_units(
+        plan.units(tables), store, executors(progress=not args.no_progress),
+        progress=not args.no_progress,
+    )
+    written = write_results(plan, store, out / "results", command=command)
+    message = (
+        f"ran {len(summary.ran)} units, reused {len(summary.reused)}, failed "
+        f"{len(summary.failed)}, skipped {len(summary.skipped)} in "
+        f"{time.perf_counter() - start:.0f} s; results in {out / 'results'} "
+        f"({', '.join(p.name for p in written)})"
+    )
+    log.info(message)
+    print(message)
+    if summary.failed:
+        print(f"failed units (see error.txt in their folders): {summary.failed}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
