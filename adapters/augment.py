@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+import torch
+from PIL import Image, ImageFilter
 from torch import Tensor
 from torchvision import transforms as T
 
@@ -100,8 +102,10 @@ def ssl_views(
       scale (0.05, 0.14); flip; jitter (0.8, 0.8, 0.8, 0.2) p=0.8; grayscale p=0.2; blur p=0.5.
       Global crops come first in the returned list.
 
-    Blur uses sigma in [0.1, 2] and an odd kernel of about 10% of the crop side (23 px at 224,
-    3 px at 28). On 1-channel data only brightness and contrast are jittered.
+    Blur is PIL's Gaussian blur, as in the VICReg and SwAV code, with sigma drawn from
+    [0.1, 2] * size / 224 px (so it blurs the same fraction of the image at any size; SwAV's
+    local crops share the global crops' range, as in the reference). On 1-channel data only
+    brightness and contrast are jittered.
 
     Parameters
     ----------
@@ -134,14 +138,14 @@ def ssl_views(
     if method == "vicreg":
         return MultiView(
             [
-                _view(info, size, (0.08, 1.0), (0.4, 0.4, 0.2, 0.1), blur_p=1.0, solarize_p=0.0,
-                      bicubic=True),
-                _view(info, size, (0.08, 1.0), (0.4, 0.4, 0.2, 0.1), blur_p=0.1, solarize_p=0.2,
-                      bicubic=True),
+                _view(info, size, (0.08, 1.0), (0.4, 0.4, 0.2, 0.1), blur_p=1.0, blur_size=size,
+                      solarize_p=0.0, bicubic=True),
+                _view(info, size, (0.08, 1.0), (0.4, 0.4, 0.2, 0.1), blur_p=0.1, blur_size=size,
+                      solarize_p=0.2, bicubic=True),
             ]
         )
     if method == "simsiam":
-        view = _view(info, size, (0.2, 1.0), (0.4, 0.4, 0.4, 0.1), blur_p=0.5)
+        view = _view(info, size, (0.2, 1.0), (0.4, 0.4, 0.4, 0.1), blur_p=0.5, blur_size=size)
         return MultiView([view, view])
     if isinstance(n_local_crops, bool) or not isinstance(n_local_crops, int) or n_local_crops < 0:
         raise ValueError(f"n_local_crops must be a non-negative int, got {n_local_crops!r}")
@@ -150,8 +154,8 @@ def ssl_views(
     else:
         local_size = _check_size("local_size", local_size)
     jitter = (0.8, 0.8, 0.8, 0.2)
-    global_view = _view(info, size, (0.14, 1.0), jitter, blur_p=0.5)
-    local_view = _view(info, local_size, (0.05, 0.14), jitter, blur_p=0.5)
+    global_view = _view(info, size, (0.14, 1.0), jitter, blur_p=0.5, blur_size=size)
+    local_view = _view(info, local_size, (0.05, 0.14), jitter, blur_p=0.5, blur_size=size)
     return MultiView([global_view, global_view] + [local_view] * n_local_crops)
 
 
@@ -161,11 +165,39 @@ def _check_size(name: str, value: Any) -> int:
     return value
 
 
-def blur_kernel_size(size: int) -> int:
-    """Odd Gaussian-blur kernel side of about 10% of the image side, at least 3."""
-    k = round(0.1 * size)
-    k += 1 - k % 2
-    return max(k, 3)
+class RandomGaussianBlur:
+    """With probability ``p``, blur a PIL image with PIL's Gaussian filter, sigma ~ U(sigma).
+
+    PIL's filter works on the uint8 image directly; torchvision's tensor-based
+    ``GaussianBlur`` costs about 50x more per small image on CPU. Random draws come from
+    torch's generator, like torchvision's transforms, so ``torch.manual_seed`` (and the
+    DataLoader's per-worker seeding) makes views reproducible.
+
+    Examples
+    --------
+    >>> from PIL import Image
+    >>> from adapters.augment import RandomGaussianBlur
+    >>> RandomGaussianBlur((0.5, 1.0), p=1.0)(Image.new("L", (8, 8))).size
+    (8, 8)
+    """
+
+    def __init__(self, sigma: tuple[float, float], p: float) -> None:
+        low, high = sigma
+        if not 0 < low <= high:
+            raise ValueError(f"sigma must be a range 0 < low <= high, got {sigma!r}")
+        if not 0 <= p <= 1:
+            raise ValueError(f"p must be a probability in [0, 1], got {p!r}")
+        self.sigma, self.p = (float(low), float(high)), float(p)
+
+    def __call__(self, image: Image.Image) -> Image.Image:
+        if self.p < 1 and torch.rand(()).item() >= self.p:
+            return image
+        low, high = self.sigma
+        radius = low + (high - low) * torch.rand(()).item()
+        return image.filter(ImageFilter.GaussianBlur(radius=radius))
+
+    def __repr__(self) -> str:
+        return f"RandomGaussianBlur(sigma={self.sigma}, p={self.p})"
 
 
 def _view(
@@ -175,6 +207,7 @@ def _view(
     jitter: tuple[float, float, float, float],
     *,
     blur_p: float,
+    blur_size: int,
     solarize_p: float = 0.0,
     bicubic: bool = False,
 ) -> T.Compose:
@@ -192,7 +225,8 @@ def _view(
     else:
         steps.append(T.RandomApply([T.ColorJitter(brightness, contrast)], p=0.8))
     if blur_p > 0:
-        steps.append(T.RandomApply([T.GaussianBlur(blur_kernel_size(size), (0.1, 2.0))], p=blur_p))
+        scale = blur_size / 224
+        steps.append(RandomGaussianBlur((0.1 * scale, 2.0 * scale), p=blur_p))
     if solarize_p > 0:
         steps.append(T.RandomSolarize(threshold=128, p=solarize_p))
     steps += [T.ToTensor(), T.Normalize(info.mean, info.std)]
