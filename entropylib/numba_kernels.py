@@ -25,6 +25,14 @@ directly (two-pass, as scipy) whenever a first-order bound on the accumulated ro
 exceeds ``CORREA_REL_TOL`` of the quantities that enter the logarithm. That keeps each log
 term within about 1e-11 of the direct formula in the worst case (far less in practice) while
 doing O(n) work on smooth data.
+
+Examples
+--------
+>>> import numpy as np, entropylib
+>>> x = np.random.default_rng(0).normal(size=(4096, 8))
+>>> fast = entropylib.estimate(x, "correa", backend="numba")
+>>> bool(np.allclose(fast, entropylib.estimate(x, "correa", backend="numpy"), atol=1e-12))
+True
 """
 
 from __future__ import annotations

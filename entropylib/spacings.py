@@ -93,6 +93,14 @@ def van_es(x: Any, *, m: int, ties: str = "raise", seed: int = 0) -> Any:
 
     The added constant equals minus :func:`m_spacing_uniform_bias`, so the estimator is
     exactly unbiased on U(0,1) samples.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from entropylib.spacings import van_es
+    >>> u = np.random.default_rng(0).uniform(size=(1000, 200))  # 200 samples of n = 1000
+    >>> bool(abs(van_es(u, m=32).mean()) < 0.002)  # true entropy 0, no bias
+    True
     """
     return m_spacing(x, m=m, bias_correction=True, ties=ties, seed=seed)
 
@@ -146,7 +154,16 @@ def ebrahimi(x: Any, *, m: int, ties: str = "raise", seed: int = 0) -> Any:
     r"""Ebrahimi, Pflughoeft & Soofi (1994):
     :math:`H = \frac1n \sum_i \log\frac{n (x_{(i+m)} - x_{(i-m)})}{c_i m}` with
     :math:`c_i = 1 + \frac{i-1}{m}` for i <= m, :math:`1 + \frac{n-i}{m}` for i >= n-m+1,
-    and 2 in between."""
+    and 2 in between.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from entropylib.spacings import ebrahimi
+    >>> x = np.random.default_rng(0).exponential(size=(10_000, 1))
+    >>> bool(abs(ebrahimi(x, m=100)[0] - 1.0) < 0.02)  # Exp(1) has entropy 1
+    True
+    """
     xp = array_namespace(x)
     x = _jitter(x, ties, seed)
     n = x.shape[0]
@@ -174,6 +191,16 @@ def correa(x: Any, *, m: int, ties: str = "raise", seed: int = 0) -> Any:
     such windows are ties (policies "raise" and "jitter" only). O(n m d) time, O(n d) memory
     in numpy (scipy builds a (2m+1, n, d) array; torch keeps O(n m d) for the backward pass);
     the numba backend does O(n d) work on smooth data.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from scipy import stats
+    >>> from entropylib.spacings import correa
+    >>> x = np.random.default_rng(0).normal(size=(500, 2))
+    >>> ref = stats.differential_entropy(x, axis=0, method="correa", window_length=22)
+    >>> bool(np.allclose(correa(x, m=22), ref, rtol=0, atol=1e-12))
+    True
     """
     xp = array_namespace(x)
     x = _jitter(x, ties, seed)

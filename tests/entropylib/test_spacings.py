@@ -168,7 +168,13 @@ def test_m_spacing_function_is_the_estimate_method():
 
 @pytest.mark.parametrize(
     "module",
-    ["entropylib.spacings", "entropylib.estimate", "entropylib.registry", "entropylib.__main__"],
+    [
+        "entropylib.spacings",
+        "entropylib.estimate",
+        "entropylib.registry",
+        "entropylib.numba_kernels",
+        "entropylib.__main__",
+    ],
 )
 def test_docstring_examples(module):
     import doctest
