@@ -33,7 +33,12 @@ from evaluation.diagnostics import (
 from evaluation.features import cached_features, checkpoint_fingerprint, feature_cache_key
 from evaluation.finetune import finetune
 from evaluation.knn import knn_accuracy
-from evaluation.linear import linear_probe, probe_train_transform, sgd_linear_probe
+from evaluation.linear import (
+    DEFAULT_CS,
+    linear_probe,
+    probe_train_transform,
+    sgd_linear_probe,
+)
 from evaluation.report import SeedSummary, write_report
 from evaluation.separability import fisher_ratio, knn_purity, plot_embeddings_2d, silhouette
 from evaluation.subsets import label_subset, validation_split
@@ -86,6 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-test", type=int, default=None, help="random subset of the test split")
     p.add_argument("--k", default="20,200", help="kNN neighbour counts")
     p.add_argument("--temperature", type=float, default=0.07, help="kNN vote temperature")
+    p.add_argument("--cs", default=",".join(f"{c:g}" for c in DEFAULT_CS),
+                   help="inverse regularisation strengths tried by the cached-feature probe")
     p.add_argument("--knn-backend", default="auto", choices=("auto", "faiss", "brute"))
     p.add_argument("--transfer-dataset", default="digits")
     p.add_argument("--transfer-root", default=None)
@@ -143,7 +150,9 @@ class _Run:
         self.info = dataset_info(args.dataset)
         self.fingerprint = checkpoint_fingerprint(path, content_hash=not args.fast_hash)
         self.eval_tf = eval_transform(self.info)
+        self.aug_tf = probe_train_transform(self.info)
         self._load, self._subset = load_dataset, Subset
+        self._cache: dict[tuple, Any] = {}
         self.train_idx = _limit(len(self._dataset(True, None)), args.max_train, seed=0)
         self.test_idx = _limit(len(self._dataset(False, None)), args.max_test, seed=1)
         self.xtr, self.ytr = self.features(args.dataset, True, self.eval_tf, self.train_idx)
@@ -152,7 +161,11 @@ class _Run:
     def _dataset(self, train: bool, transform: Any, name: str | None = None) -> Any:
         name = name or self.args.dataset
         root = self.args.data_root if name == self.args.dataset else self.args.transfer_root
-        return self._load(name, root, train=train, transform=transform)
+        # transforms are kept alive by the cache, so their ids are not reused
+        key = (name, train, id(transform))
+        if key not in self._cache:
+            self._cache[key] = (self._load(name, root, train=train, transform=transform), transform)
+        return self._cache[key][0]
 
     def subset(self, train: bool, transform: Any, idx: Sequence[int], name: str | None = None):
         return self._subset(self._dataset(train, transform, name), [int(i) for i in idx])
@@ -204,7 +217,8 @@ def evaluate_checkpoint(
     for frac in fractions if "linear" in protocols else []:
         def probe(seed: int, frac: float = frac) -> float:
             idx = label_subset(run.ytr, frac, seed=seed, num_classes=n_cls)
-            return linear_probe(run.xtr[idx], run.ytr[idx], run.xte, run.yte, seed=seed).top1
+            return linear_probe(run.xtr[idx], run.ytr[idx], run.xte, run.yte, Cs=args.cs,
+                                seed=seed).top1
 
         out[f"linear {_pct(frac)} top1"] = _seeded(probe, args.seeds)
     for frac in fractions if "sgd-linear" in protocols else []:
@@ -238,7 +252,7 @@ def _train_on_subset(
     all_train_labels = np.zeros(len(run._dataset(True, None)), dtype=np.int64)
     all_train_labels[run.train_idx] = run.ytr
     fit_idx, val_idx = validation_split(all_train_labels, labelled, seed=seed)
-    train_set = run.subset(True, probe_train_transform(run.info), fit_idx)
+    train_set = run.subset(True, run.aug_tf, fit_idx)
     val_set = run.subset(True, run.eval_tf, val_idx)
     test_set = run.subset(False, run.eval_tf, run.test_idx)
     common = dict(num_classes=run.info.num_classes, batch_size=args.batch_size,
@@ -267,7 +281,9 @@ def _transfer(run: _Run, args: argparse.Namespace) -> dict[str, Any]:
     n_te = len(run._dataset(False, None, target.name))
     xtr, ytr = run.features(target.name, True, tf, _limit(n_tr, args.max_train, 0))
     xte, yte = run.features(target.name, False, tf, _limit(n_te, args.max_test, 1))
-    summary = _seeded(lambda s: linear_probe(xtr, ytr, xte, yte, seed=s).top1, args.seeds)
+    summary = _seeded(
+        lambda s: linear_probe(xtr, ytr, xte, yte, Cs=args.cs, seed=s).top1, args.seeds
+    )
     return {f"transfer {target.name} linear 100% top1": summary}
 
 
@@ -305,6 +321,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         protocols = parse_protocols(args.protocols)
         fractions = parse_fractions(args.fractions)
         names = _names(args)
+        args.cs = [float(c) for c in args.cs.split(",")]
     except ValueError as err:
         parser.error(str(err))
     if args.seeds < 1:

@@ -155,7 +155,9 @@ def embedding_diagnostics(
 ) -> dict[str, float]:
     """All scalar diagnostics of one embedding as a dict (entropy summary included).
 
-    ``view2`` (second views of the same samples, row-aligned) enables alignment.
+    ``view2`` (second views of the same samples, row-aligned) enables alignment. The total
+    correlation (Gaussian) is included when entropylib has it and there are more samples than
+    non-constant units.
 
     Examples
     --------
@@ -177,9 +179,11 @@ def embedding_diagnostics(
         "entropy_sum": float(finite.sum()) if finite.size else float("-inf"),
         "dead_units": float(h.size - finite.size),
     }
-    # Dead (constant) units have no entropy to compare; they are counted in dead_units.
+    # Dead (constant) units have no entropy to compare; they are counted in dead_units. A
+    # joint estimate needs more samples than live units; collinear units give +inf (warned).
     live = np.ptp(x, axis=0) > 0
-    tc = total_correlation(x[:, live]) if live.sum() >= 2 else None
+    usable = 2 <= live.sum() < x.shape[0]
+    tc = total_correlation(x[:, live], ties="floor") if usable else None
     if tc is not None:
         out["total_correlation"] = tc
     if view2 is not None:

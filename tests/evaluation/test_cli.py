@@ -1,0 +1,60 @@
+"""`python -m evaluation` end to end on tiny encoders saved through adapters' own export."""
+
+import json
+
+import pytest
+import torch
+
+from adapters.backbones import build_backbone
+from adapters.checkpoints import export_backbone
+from adapters.data import dataset_info
+from evaluation.__main__ import main, parse_protocols
+
+
+def _export(path, seed):
+    torch.manual_seed(seed)
+    info = dataset_info("digits")
+    meta = {"method": "vicreg", "backbone": "small_cnn", "dataset": "digits", "in_channels": 1,
+            "image_size": info.image_size, "mean": list(info.mean), "std": list(info.std),
+            "epoch": seed}
+    return export_backbone(path, build_backbone("small_cnn", in_channels=1), metadata=meta)
+
+
+def test_cli_compares_two_checkpoints(tmp_path, capsys):
+    a = _export(tmp_path / "a" / "backbone.pt", 0)
+    b = _export(tmp_path / "b" / "backbone.pt", 1)
+    out = tmp_path / "report"
+    argv = ["--checkpoint", str(a), "--checkpoint", str(b), "--dataset", "digits",
+            "--protocols", "knn,linear,semisup,transfer,diagnostics,separability",
+            "--fractions", "50", "--seeds", "2", "--cs", "0.1,1",
+            "--max-train", "200", "--max-test", "80",
+            "--k", "5,20", "--finetune-epochs", "1", "--batch-size", "64",
+            "--transfer-dataset", "fashion-mnist", "--out", str(out), "--no-progress"]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "| metric | a/backbone | b/backbone |" in printed
+    result = json.loads((out / "results.json").read_text())
+    metrics = result["results"]["a/backbone"]
+    for name in ("knn k=5 top1", "knn k=20 top5", "linear 50% top1",
+                 "semisup 50% top1", "transfer fashion-mnist linear 100% top1", "rankme",
+                 "uniformity", "alignment", "offdiag_cov_energy", "entropy_mean",
+                 "fisher_ratio", "silhouette_cosine", "knn_purity k=20"):
+        assert name in metrics, name
+    lin = metrics["linear 50% top1"]
+    assert len(lin["values"]) == 2 and 0 <= lin["mean"] <= 1
+    assert result["models"]["b/backbone"]["epoch"] == 1
+    assert "| linear 50% top1 (%) |" in (out / "results.md").read_text()
+    for png in ("spectrum.png", "entropy_profile.png", "embedding_2d.png"):
+        assert (out / png).read_bytes()[:4] == b"\x89PNG"
+    cached = sorted((out / "feature_cache").iterdir())
+    assert len(cached) == 8  # 2 models x (train, test) x (digits, fashion-mnist)
+
+
+def test_unknown_protocol_is_a_usage_error(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["--checkpoint", "x.pt", "--dataset", "digits", "--protocols", "knn,lasso",
+              "--out", str(tmp_path)])
+    assert exc.value.code == 2
+    assert "unknown protocol(s) ['lasso']" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="choose from"):
+        parse_protocols("")
