@@ -23,7 +23,7 @@ window of 2m + 1 order statistics around i. Instead of O(m) work per i, the kern
 three window sums, kept relative to an anchor to avoid cancellation, and recomputes them
 directly (two-pass, as scipy) whenever a first-order bound on the accumulated rounding error
 exceeds ``CORREA_REL_TOL`` of the quantities that enter the logarithm. That keeps each log
-term within about 1e-11 of the direct formula in the worst case (far less in practice) while
+term within a few 1e-11 of the direct formula in the worst case (far less in practice) while
 doing O(n) work on smooth data.
 
 Examples

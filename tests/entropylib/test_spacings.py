@@ -71,11 +71,14 @@ def test_matches_scipy_one_long_sample(backend):
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_correa_accurate_on_ill_conditioned_windows(backend):
-    """Two far clusters and a large offset: windows whose spread is tiny next to |x|."""
+    """Far clusters, a large offset, geometric growth, mixed scales: hard cases for the
+    numba kernel's sliding window sums (re-anchored when their error bound grows)."""
     rng = np.random.default_rng(2)
     x = np.concatenate([1e-6 * rng.normal(size=300), 1e6 + rng.normal(size=300)])
     y = 1e4 + 1e-3 * rng.normal(size=600)
-    for col in (x, y):
+    geometric = 1.3 ** np.arange(200.0)  # every window dominated by its largest value
+    scales = np.concatenate([rng.normal(size=300) * 10.0**k for k in range(-6, 7, 3)])
+    for col in (x, y, geometric, scales):
         ref = stats.differential_entropy(col, method="correa")
         assert abs(run(col, "correa", backend) - ref) < 1e-11
 
