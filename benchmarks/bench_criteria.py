@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import platform
 import statistics
 import subprocess
@@ -120,6 +121,7 @@ def main():
         child(args.child[0], int(args.child[1]), int(args.child[2]))
         return
 
+    load_before = os.getloadavg()[0]
     rows = []
     for shape in SHAPES:
         times, values = time_case(shape, args.repeats)
@@ -141,8 +143,9 @@ def main():
         "|---|---|---|---|---|---|---|",
     ]
     machine = (
-        f"{platform.processor() or platform.machine()}, 2 cores shared with other jobs, "
-        f"torch {torch.__version__}, {torch.get_num_threads()} threads, Python "
+        f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores shared with other "
+        f"jobs (1-min load average {load_before:.1f} at the start, {os.getloadavg()[0]:.1f} at "
+        f"the end), torch {torch.__version__}, {torch.get_num_threads()} threads, Python "
         f"{platform.python_version()}"
     )
     text = "\n".join(

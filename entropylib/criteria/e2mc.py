@@ -60,6 +60,7 @@ def marginal_entropy(
     values, e.g. coordinates saturated to exactly 0 or 1 by the transform) is replaced by one
     ulp of its column's range, ``finfo(dtype).eps * (max - min)``, and carries no gradient.
     A tie therefore adds a finite constant to the loss and never a 1/eps-sized gradient.
+    Spacings above that floor are genuine and keep their exact gradient.
 
     Examples
     --------
