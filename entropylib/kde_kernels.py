@@ -67,3 +67,29 @@ def _shifted_log_sum(z: np.ndarray, i: int) -> float:  # pragma: no cover (compi
     for j in range(n):
         s += np.exp(-0.5 * (r[j] - rmin))
     return np.log(s) - 0.5 * rmin
+
+
+@njit(parallel=True, cache=True)
+def log_cross_sums(q: np.ndarray, c: np.ndarray, skip_own: bool) -> np.ndarray:  # pragma: no cover
+    n, d = q.shape
+    m = c.shape[0]
+    out = np.empty(n)
+    # two passes per row (largest term, then the shifted sum): an exact logsumexp, since
+    # mirror images far from a bound may all underflow
+    for i in prange(n):
+        r = np.empty(m)
+        for j in range(m):
+            acc = 0.0
+            for k in range(d):
+                u = q[i, k] - c[j, k]
+                acc += u * u
+            r[j] = np.inf if skip_own and j % n == i else acc
+        rmin = r.min()
+        if rmin == np.inf:
+            out[i] = -np.inf
+            continue
+        s = 0.0
+        for j in range(m):
+            s += np.exp(-0.5 * (r[j] - rmin))
+        out[i] = np.log(s) - 0.5 * rmin
+    return out

@@ -326,3 +326,72 @@ def test_correlated_normals(d, rho):
     if d <= 3:
         resub = entropylib.estimate(x, "kde", joint=True, backend="numba")
         assert resub == pytest.approx(truth, abs=0.1)
+
+
+# --- boundary reflection --------------------------------------------------------------------
+
+
+def direct_reflected_entropy(x: np.ndarray, bounds, loo: bool, h: float) -> float:
+    """Kernels at x_j and at their mirror images 2 lo - x_j, 2 hi - x_j (scipy's normal pdf)."""
+    n = len(x)
+    centres = [x] + [2 * b - x for b in bounds if np.isfinite(b)]
+    logf = []
+    for i in range(n):
+        terms = [stats.norm.logpdf(x[i], loc=c, scale=h) for c in centres]
+        if loo:
+            terms = [np.delete(t, i) for t in terms]
+        logf.append(logsumexp(np.concatenate(terms)) - math.log(n - 1 if loo else n))
+    return -float(np.mean(logf))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("loo", [False, True])
+@pytest.mark.parametrize(
+    ("dist", "bounds"),
+    [(stats.uniform(), (0.0, 1.0)), (stats.expon(), (0.0, np.inf)),
+     (stats.beta(2, 1, loc=-1), (-np.inf, 0.0))],
+)
+def test_bounds_match_direct_formula(backend, loo, dist, bounds):
+    x = dist.rvs(size=150, random_state=np.random.default_rng(13))
+    h = np.std(x, ddof=1) * 150 ** (-0.2)
+    expected = direct_reflected_entropy(x, bounds, loo, h)
+    got = entropylib.estimate(x, "kde", loo=loo, bounds=bounds, backend=backend)
+    assert got == pytest.approx(expected, abs=1e-10)
+
+
+def test_bounds_remove_the_boundary_bias():
+    rng = np.random.default_rng(12)
+    u = entropylib.estimate(rng.uniform(size=(1000, 20)), "kde", bounds=(0, 1)).mean()
+    e = entropylib.estimate(rng.exponential(size=(1000, 20)), "kde", bounds=(0, np.inf)).mean()
+    assert abs(u) < 0.02 and abs(e - 1.0) < 0.02  # +0.065 and +0.11 without reflection
+
+
+@given(finite_samples, st.floats(-1e3, 1e3), st.sampled_from([-3.0, 0.5, 10.0]))
+def test_bounds_follow_affine_maps(x, b, a):
+    col = x[:, 0]
+    lo, hi = col.min() - 0.1, col.max() + 0.3
+    new_bounds = tuple(sorted((a * lo + b, a * hi + b)))
+    for loo in (False, True):
+        h0 = entropylib.estimate(col, "kde", loo=loo, bounds=(lo, hi))
+        h1 = entropylib.estimate(a * col + b, "kde", loo=loo, bounds=new_bounds)
+        assert h1 == pytest.approx(h0 + math.log(abs(a)), abs=1e-9)
+
+
+def test_bounds_gradcheck_and_bad_input():
+    x = torch.from_numpy(np.random.default_rng(3).uniform(size=(15, 2))).requires_grad_()
+    for loo in (False, True):
+        assert torch.autograd.gradcheck(
+            lambda t: entropylib.estimate(t, "kde", loo=loo, bounds=(0.0, 1.0)), (x,)  # noqa: B023
+        )
+    y = x.detach().numpy()
+    with pytest.raises(ValueError, match="lo < hi"):
+        entropylib.estimate(y, "kde", bounds=(1.0, 0.0))
+    for bad in ("ab", (0.0,), 1.0):
+        with pytest.raises(TypeError, match="pair"):
+            entropylib.estimate(y, "kde", bounds=bad)
+    with pytest.raises(ValueError, match="outside bounds"):
+        entropylib.estimate(y, "kde", bounds=(0.0, 0.5))
+    with pytest.raises(ValueError, match="one-dimensional"):
+        entropylib.estimate(y, "kde", joint=True, bounds=(0.0, 1.0))
+    with pytest.raises(ValueError, match="evaluation='exact'"):
+        entropylib.estimate(y, "kde", evaluation="fft", bounds=(0.0, 1.0))
