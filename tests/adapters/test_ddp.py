@@ -1,0 +1,115 @@
+"""Two gloo processes on CPU compute the same loss and gradients as one process on the batch."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+from torch import nn
+
+from adapters.backbones import build_backbone
+from adapters.checkpoints import load_checkpoint
+from adapters.methods import METHODS
+from adapters.train import SSLModel, build_criterion, compute_loss
+from tests.adapters.train_helpers import one_thread, tiny_config  # noqa: F401
+
+REPO = Path(__file__).resolve().parents[2]
+WORLD = 2
+LOCAL_BATCH = 8
+CASES = [("vicreg", "e2mc"), ("swav", "e2mc"), ("simsiam", "e2mc"), ("vicreg", "none"),
+         ("vicreg", "vcreg"), ("vicreg", "mmcr"), ("vicreg", "uniformity"),
+         ("vicreg", "logdet")]
+
+
+def _model(method: str) -> SSLModel:
+    torch.manual_seed(0)
+    backbone = build_backbone("small_cnn", in_channels=1)
+    heads = METHODS[method](backbone.feature_dim, **tiny_config("x", method).head_options)
+    # eval mode: BatchNorm uses its running statistics, so a sample's features do not depend
+    # on which process's batch it is in (CPU has no SyncBatchNorm); every cross-sample term
+    # left is in the losses and criteria, which is what is being tested
+    return SSLModel(backbone, heads).eval()
+
+
+def _views(method: str) -> list[torch.Tensor]:
+    g = torch.Generator().manual_seed(1)
+    n = WORLD * LOCAL_BATCH
+    views = [torch.randn(n, 1, 16, 16, generator=g) for _ in range(2)]
+    if method == "swav":
+        views += [torch.randn(n, 1, 8, 8, generator=g) for _ in range(2)]
+    return views
+
+
+def _loss_and_grads(model: nn.Module, method: str, criterion: str, views):
+    crit = build_criterion(tiny_config("x", method, criterion=criterion))
+    model.module.heads.before_step() if hasattr(model, "module") else model.heads.before_step()
+    out = compute_loss(model, crit, views)
+    out.loss.backward()
+    params = model.module if hasattr(model, "module") else model
+    grads = {k: p.grad.clone() for k, p in params.named_parameters() if p.grad is not None}
+    return out.loss.detach(), grads
+
+
+def _worker(rank: int, port: int, result_path: str) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", rank=rank, world_size=WORLD)
+    results = {}
+    for method, criterion in CASES:
+        ddp = nn.parallel.DistributedDataParallel(_model(method), broadcast_buffers=False)
+        rows = slice(rank * LOCAL_BATCH, (rank + 1) * LOCAL_BATCH)
+        loss, grads = _loss_and_grads(ddp, method, criterion,
+                                      [v[rows] for v in _views(method)])
+        # the loss the training loop logs: the mean over processes
+        dist.all_reduce(loss)
+        results[(method, criterion)] = (loss / WORLD, grads)
+    if rank == 0:
+        torch.save(results, result_path)
+    dist.destroy_process_group()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_processes_match_one(tmp_path):
+    path = str(tmp_path / "ddp.pt")
+    mp.spawn(_worker, args=(_free_port(), path), nprocs=WORLD, join=True)
+    distributed = torch.load(path)
+    for method, criterion in CASES:
+        loss, grads = _loss_and_grads(_model(method), method, criterion, _views(method))
+        ddp_loss, ddp_grads = distributed[(method, criterion)]
+        assert abs(ddp_loss.item() - loss.item()) <= 1e-5 * max(1.0, abs(loss.item())), (
+            method, criterion, ddp_loss.item(), loss.item())
+        assert ddp_grads.keys() == grads.keys()
+        for key in grads:
+            # relative to the tensor's scale: float32 sums in another order differ by ~1e-6;
+            # a missing or doubled world-size factor would be off by 50% or 100%
+            error = (ddp_grads[key] - grads[key]).abs().max() / grads[key].abs().max()
+            assert error <= 1e-4, f"{method}+{criterion}: gradient of {key} off by {error:.2e}"
+
+
+@pytest.mark.skipif(not dist.is_gloo_available(), reason="torch built without gloo")
+def test_torchrun_training_run(tmp_path):
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
+           "--master_port", str(_free_port()), "-m", "adapters.pretrain",
+           "--method", "vicreg", "--backbone", "small_cnn", "--dataset", "fake",
+           "--batch-size", "4", "--max-steps", "2", "--criterion", "e2mc",
+           "--head-option", "expander_dim=32", "--no-progress", "--device", "cpu",
+           "--out", str(tmp_path)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    state = load_checkpoint(tmp_path / "checkpoint.pt")
+    assert state["step"] == 2 and state["data_order"]["world_size"] == 2
+    # rank 0 alone writes metrics; the global batch (2 x 4 = 8 >= 5) satisfies E2MC
+    assert len((tmp_path / "metrics.jsonl").read_text().splitlines()) == 2
