@@ -28,8 +28,8 @@ def as_features(x: Any, name: str = "features", *, dtype: Any = np.float32) -> n
     if arr.shape[0] == 0 or arr.shape[1] == 0:
         raise ValueError(f"{name} is empty (shape {arr.shape}); expected at least one row/column")
     arr = np.ascontiguousarray(arr, dtype=dtype)
-    bad = ~np.isfinite(arr)
-    if bad.any():
+    if not np.isfinite(arr).all():
+        bad = ~np.isfinite(arr)
         rows = np.flatnonzero(bad.any(axis=1))
         kind = "NaN" if np.isnan(arr).any() else "infinite"
         raise ValueError(

@@ -10,9 +10,10 @@ Two search backends give the same answer:
   features, moved to a GPU when faiss has one;
 * ``"brute"``: a numpy matrix product and ``argpartition``, the dependency-free reference.
 
-Queries go through the index in chunks of ``chunk_size`` rows, so the working memory is about
-``chunk_size * (k + 1)`` neighbours (plus ``chunk_size * n_bank`` similarities for "brute")
-whatever the number of queries.
+Queries go through the index in chunks of ``chunk_size`` rows (default 4096, faiss's own query
+block), so the working memory is about ``chunk_size * (k + 1)`` neighbours (plus
+``chunk_size * n_bank`` similarities for "brute") whatever the number of queries; the index
+holds one normalised float32 copy of the bank.
 
 Ties are broken the same way in both backends: neighbours are ordered by decreasing similarity
 and then by increasing bank index, and classes by decreasing vote and then by increasing class
@@ -57,7 +58,7 @@ class KNNResult:
 def l2_normalize(x: np.ndarray) -> np.ndarray:
     """Rows divided by their Euclidean norm (all-zero rows stay zero), as float32."""
     x = np.asarray(x, dtype=np.float32)
-    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    norms = np.sqrt(np.einsum("ij,ij->i", x, x))[:, None]
     return np.ascontiguousarray(x / np.maximum(norms, np.float32(1e-12)), dtype=np.float32)
 
 
@@ -67,7 +68,7 @@ def knn_neighbors(
     k: int,
     *,
     backend: str = "auto",
-    chunk_size: int = 2048,
+    chunk_size: int = 4096,
     normalize: bool = True,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Exact top-k cosine neighbours of every query in the bank.
@@ -128,7 +129,7 @@ def knn_accuracy(
     temperature: float = 0.07,
     num_classes: int | None = None,
     backend: str = "auto",
-    chunk_size: int = 2048,
+    chunk_size: int = 4096,
 ) -> dict[int, KNNResult]:
     """Weighted kNN top-1 / top-5 accuracy of test features against a labelled bank.
 
@@ -309,5 +310,13 @@ def _search_chunk(
 
 
 def _sort_rows(sims: np.ndarray, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    order = np.lexsort((idx, -sims), axis=1)
-    return np.take_along_axis(sims, order, axis=1), np.take_along_axis(idx, order, axis=1)
+    # faiss returns rows sorted by similarity; only rows out of order or holding equal
+    # similarities need the (similarity, index) sort.
+    rows = np.flatnonzero((sims[:, 1:] >= sims[:, :-1]).any(axis=1))
+    if rows.size == 0:
+        return sims, idx
+    sims, idx = sims.copy(), idx.copy()
+    order = np.lexsort((idx[rows], -sims[rows]), axis=1)
+    sims[rows] = np.take_along_axis(sims[rows], order, axis=1)
+    idx[rows] = np.take_along_axis(idx[rows], order, axis=1)
+    return sims, idx
