@@ -111,11 +111,12 @@ def head_keys(head: str) -> list[str]:
 
 
 @lru_cache(maxsize=8)
-def _backbone_shapes(arch: str) -> dict[str, tuple[int, ...]]:
+def _backbone_spec(arch: str) -> tuple[dict[str, tuple[int, ...]], int]:
+    """State-dict shapes and feature dimension of a backbone."""
     # the meta device gives names and shapes without allocating or initialising weights
     with torch.device("meta"):
         net = build_backbone(arch)
-    return {k: tuple(v.shape) for k, v in net.state_dict().items()}
+    return {k: tuple(v.shape) for k, v in net.state_dict().items()}, net.feature_dim
 
 
 def load_official(
@@ -131,7 +132,7 @@ def load_official(
     path_or_obj : path or mapping
         A file (read with ``torch.load(weights_only=True)`` on CPU) or the loaded object.
     layout : {"vicreg_backbone", "vicreg_full", "swav", "simsiam", "torchvision", "auto"}
-        The release format (module docstring table); ``"auto"`` uses :func:`detect_layout`.
+        The release format (see the module docstring); ``"auto"`` uses :func:`detect_layout`.
     arch : str
         The backbone the weights are for (a :data:`adapters.backbones.BACKBONES` name with
         torchvision names: ``resnet50`` for every official release).
@@ -163,7 +164,7 @@ def load_official(
         layout = detect_layout(obj)
     if layout not in LAYOUTS:
         raise ValueError(f"unknown checkpoint layout {layout!r}; expected one of {LAYOUTS}")
-    shapes = _backbone_shapes(arch)
+    shapes, feature_dim = _backbone_spec(arch)
     epoch = None
     extras: dict[str, Any] = {}
     if layout in _TOP_LEVEL:
@@ -198,7 +199,6 @@ def load_official(
     }
     backbone = split.pop("backbone")
     _check_backbone_shapes(backbone, shapes, arch, layout)
-    feature_dim = _feature_dim(shapes)
     _check_head_shapes(split, layout, feature_dim)
     if layout == "simsiam" and "arch" in extras and extras["arch"] != arch:
         raise CheckpointError(
@@ -333,11 +333,6 @@ def _check_backbone_shapes(
         )
 
 
-def _feature_dim(shapes: Mapping[str, tuple[int, ...]]) -> int:
-    last_bn = [k for k in shapes if k.endswith("running_mean")][-1]
-    return shapes[last_bn][0]
-
-
 def _check_head_shapes(heads: Mapping[str, dict[str, Tensor]], layout: str, in_dim: int) -> None:
     """Each Linear's input is the previous layer's output; BNs match; prototypes fit."""
     names = {
@@ -348,9 +343,10 @@ def _check_head_shapes(heads: Mapping[str, dict[str, Tensor]], layout: str, in_d
     out_dims: dict[str, int] = {}
     for head, spec_name in names.items():
         dim = in_dim if head != "predictor" else out_dims["projector"]
+        state = heads[head]
         for index, kind in HEAD_LAYOUTS[spec_name]:
-            state = heads[head]
-            if kind.startswith("linear"):
+            is_linear = kind.startswith("linear")
+            if is_linear:
                 weight = state[f"{index}.weight"]
                 if weight.ndim != 2 or weight.shape[1] != dim:
                     raise CheckpointError(
@@ -359,10 +355,10 @@ def _check_head_shapes(heads: Mapping[str, dict[str, Tensor]], layout: str, in_d
                     )
                 dim = weight.shape[0]
             for name in _LAYER_KEYS[kind]:
+                if is_linear and name == "weight":
+                    continue
                 tensor = state[f"{index}.{name}"]
                 want = () if name == "num_batches_tracked" else (dim,)
-                if name == "weight" and kind.startswith("linear"):
-                    continue
                 if tuple(tensor.shape) != want:
                     raise CheckpointError(
                         f"{layout!r} head {head!r} key {index}.{name}: shape "

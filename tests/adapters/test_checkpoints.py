@@ -283,6 +283,17 @@ def test_head_shapes_must_chain(resnet18_official):
     model["module.projector.3.weight"] = torch.zeros(HIDDEN, HIDDEN + 1)
     with pytest.raises(CheckpointError, match="head 'projector' layer 3"):
         load_official(dict(vicreg, model=model), "vicreg_full", arch="resnet18")
+    simsiam = dict(resnet18_official[0]["simsiam"])
+    state = dict(simsiam["state_dict"])
+    state["module.encoder.fc.7.running_mean"] = torch.zeros(OUT + 1)
+    message = r"key 7.running_mean: shape \(17,\), expected \(16,\)"
+    with pytest.raises(CheckpointError, match=message):
+        load_official(dict(simsiam, state_dict=state), "simsiam", arch="resnet18")
+    state = dict(simsiam["state_dict"])
+    state["module.predictor.3.weight"] = torch.zeros(OUT + 1, PRED)
+    state["module.predictor.3.bias"] = torch.zeros(OUT + 1)
+    with pytest.raises(CheckpointError, match="predictor outputs 17 dims but the projector 16"):
+        load_official(dict(simsiam, state_dict=state), "simsiam", arch="resnet18")
 
 
 def test_unexpected_top_level_key(resnet18_official):
