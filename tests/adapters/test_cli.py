@@ -1,0 +1,127 @@
+"""The command lines: bad input is a clear error that overwrites nothing; official weights load."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+import torch
+
+from adapters.backbones import build_backbone
+from adapters.checkpoints import load_checkpoint, save_checkpoint
+from adapters.continue_train import main
+from adapters.methods.swav import projection_head
+from adapters.methods.vicreg import expander
+from adapters.train import train
+from tests.adapters.train_helpers import one_thread, tiny_config  # noqa: F401
+
+TINY = ["--backbone", "small_cnn", "--dataset", "fake", "--batch-size", "8", "--max-steps", "1",
+        "--head-option", "expander_dim=32", "--no-progress"]
+
+
+@pytest.fixture
+def existing_run(tmp_path):
+    """A run directory that already holds a checkpoint; bad commands must leave it alone."""
+    out = tmp_path / "run"
+    save_checkpoint(out / "checkpoint.pt", {"sentinel": torch.arange(3)})
+    return out
+
+
+def _snapshot(directory):
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in directory.iterdir()}
+
+
+@pytest.mark.parametrize(
+    "mode, args, message",
+    [
+        ("pretrain", ["--dataset", "imagefolder", "--data-root", "/nonexistent/imagenet"],
+         "/nonexistent/imagenet"),
+        ("pretrain", ["--dataset", "mnist-typo"], "unknown dataset 'mnist-typo'"),
+        ("pretrain", ["--criterion", "entropy"], "unknown criterion 'entropy'"),
+        ("pretrain", ["--epochs", "-1"], "epochs must be an integer >= 0"),
+        ("pretrain", ["--criterion", "e2mc", "--m", "5"],
+         "needs a global batch of at least 11 (2m+1 with m=5), got 8"),
+        ("pretrain", ["--head-option", "width=3"], "unknown option 'width' for method"),
+        ("continue", ["--checkpoint", "CORRUPT"], "corrupt"),
+        ("continue", ["--checkpoint", "/nonexistent.pth"], "does not exist"),
+    ],
+)
+def test_bad_input_is_a_clear_error_and_overwrites_nothing(
+    mode, args, message, existing_run, tmp_path, capsys
+):
+    if "CORRUPT" in args:
+        corrupt = tmp_path / "corrupt.pth"
+        corrupt.write_bytes(b"PK\x03\x04 this is not a torch checkpoint")
+        args = [str(corrupt) if a == "CORRUPT" else a for a in args]
+    if mode == "continue":
+        args = [*args, "--method", "vicreg"]
+    before = _snapshot(existing_run)
+    code = main([*TINY, *args, "--out", str(existing_run), "--overwrite"], mode=mode)
+    assert code == 2
+    assert message in capsys.readouterr().err
+    assert _snapshot(existing_run) == before
+
+
+def test_unknown_method_is_rejected_by_the_parser(existing_run, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main([*TINY, "--method", "byol", "--out", str(existing_run)], mode="pretrain")
+    assert exc.value.code == 2
+    assert "invalid choice: 'byol'" in capsys.readouterr().err
+    assert load_checkpoint(existing_run / "checkpoint.pt")["sentinel"].tolist() == [0, 1, 2]
+
+
+def _official_vicreg_full(arch: str, width: int) -> dict:
+    backbone = build_backbone(arch)
+    model = {f"module.backbone.{k}": v for k, v in backbone.state_dict().items()}
+    projector = expander(backbone.feature_dim, width)
+    model.update({f"module.projector.{k}": v for k, v in projector.state_dict().items()})
+    return {"epoch": 1000, "model": model, "optimizer": {}}, backbone, projector
+
+
+def test_continue_from_official_vicreg_full(tmp_path, capsys):
+    obj, backbone, projector = _official_vicreg_full("resnet18", 24)
+    torch.save(obj, tmp_path / "fullckpt.pth")
+    code = main(["--method", "vicreg", "--checkpoint", str(tmp_path / "fullckpt.pth"),
+                 "--backbone", "resnet18", "--dataset", "fake", "--batch-size", "8",
+                 "--max-steps", "1", "--epochs", "10", "--no-progress", "--lr", "1e-12",
+                 "--out", str(tmp_path / "run")])
+    assert code == 0, capsys.readouterr().err
+    state = load_checkpoint(tmp_path / "run" / "checkpoint.pt")
+    # the official weights were loaded (a 1e-12 learning rate barely moves them) ...
+    for key, value in backbone.state_dict().items():
+        if value.is_floating_point() and "running" not in key:
+            torch.testing.assert_close(state["model"]["backbone"][key], value)
+    torch.testing.assert_close(state["model"]["heads"]["projector.6.weight"],
+                               projector.state_dict()["6.weight"])
+    # ... with the expander width read off the checkpoint, and epochs counted on top of 1000
+    assert state["config"]["head_options"]["expander_dim"] == 24
+    assert state["end_epoch"] == 1010 and state["base_epoch"] == 1000
+
+
+def test_another_methods_checkpoint_is_rejected(tmp_path, capsys):
+    backbone = build_backbone("resnet18")
+    swav = {f"module.{k}": v for k, v in backbone.state_dict().items()}
+    swav.update({f"module.projection_head.{k}": v
+                 for k, v in projection_head(512, 32, 16).state_dict().items()})
+    swav["module.prototypes.weight"] = torch.randn(10, 16)
+    torch.save(swav, tmp_path / "swav.pth")
+    code = main(["--method", "vicreg", "--checkpoint", str(tmp_path / "swav.pth"),
+                 "--backbone", "resnet18", "--dataset", "fake", "--batch-size", "8",
+                 "--out", str(tmp_path / "run"), "--no-progress"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "layout 'swav'" in err and "not a vicreg release" in err
+    assert not (tmp_path / "run").exists()
+
+
+def test_continue_from_a_project_checkpoint_counts_additional_epochs(tmp_path):
+    base = train(tiny_config(tmp_path / "base", max_steps=0, epochs=3))
+    # a 0-step run is still at epoch 0; continue it for 2 more epochs, stopping after 1 step
+    code = main(["--method", "vicreg", "--checkpoint", str(base.checkpoint), "--dataset", "fake",
+                 "--batch-size", "8", "--epochs", "2", "--max-steps", "1", "--no-progress",
+                 "--out", str(tmp_path / "run")])
+    assert code == 0
+    state = load_checkpoint(tmp_path / "run" / "checkpoint.pt")
+    assert (state["base_epoch"], state["end_epoch"]) == (0, 2)
+    assert state["meta"]["backbone"] == "small_cnn"
+    assert state["config"]["head_options"]["expander_dim"] == 32
