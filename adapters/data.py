@@ -71,7 +71,7 @@ class DatasetInfo:
 # Statistics: fashion-mnist and digits are computed from the training images here (and checked
 # by tests/adapters/test_data.py); CIFAR values are the widely published training-set values
 # (not re-measured on this machine, whose disks hold no CIFAR); STL10 and ImageFolder use the
-# ImageNet statistics (STL10's images are taken from ImageNet).
+# ImageNet statistics (STL10's images are taken from ImageNet); FakeData's are nominal.
 _INFOS: dict[str, DatasetInfo] = {
     info.name: info
     for info in (
@@ -90,7 +90,7 @@ _INFOS: dict[str, DatasetInfo] = {
     )
 }
 
-#: image side the 8x8 scikit-learn digits are upscaled to (Fashion-MNIST's, for transfer)
+#: default side the 8x8 scikit-learn digits are upscaled to (Fashion-MNIST's, for transfer)
 DIGITS_SIZE = 28
 #: every DIGITS_TEST_EVERY-th digit of each class (its 0th, 5th, ...) is in the fixed test split
 DIGITS_TEST_EVERY = 5
@@ -166,6 +166,7 @@ def load_dataset(
     *,
     train: bool,
     transform: Callable[[Any], Any] | None = None,
+    digits_size: int = DIGITS_SIZE,
 ) -> Dataset:
     """Load a named data set from local disk (never downloads).
 
@@ -178,7 +179,8 @@ def load_dataset(
         holds ``stl10_binary``; splits "train"/"test"), ``fashion-mnist`` (``root`` holds the
         four IDX files, gzipped or not, directly or under ``FashionMNIST/raw``; default
         ``/usr/share/datasets/fashion-mnist``), ``digits`` (scikit-learn's 1797 8x8 digits,
-        embedded, upscaled bilinearly to 28x28; ``root`` unused; fixed stratified split: the
+        embedded, upscaled bilinearly to ``digits_size``; ``root`` unused; fixed stratified
+        split: the
         0th, 5th, 10th, ... image of each class are the 364 test images, the other 1433 the
         training images) or ``fake``
         (torchvision FakeData, 3x32x32, 10 classes, 512 train / 256 test images).
@@ -188,6 +190,9 @@ def load_dataset(
         Training or test split.
     transform : callable, optional
         Applied to each PIL image (e.g. :func:`eval_transform` or :func:`ssl_views`).
+    digits_size : int
+        ``digits`` only: side of the upscaled images (28 matches Fashion-MNIST, for transfer
+        experiments; ``dataset_info("digits")`` describes the 28x28 version).
 
     Returns
     -------
@@ -204,8 +209,12 @@ def load_dataset(
     dataset_info(name)
     if not isinstance(train, bool):
         raise TypeError(f"train must be True or False, got {train!r}")
+    if name != "digits" and digits_size != DIGITS_SIZE:
+        raise ValueError(f"digits_size applies to the 'digits' dataset only, not {name!r}")
     if name == "digits":
-        images, labels = _digits(train)
+        if isinstance(digits_size, bool) or not isinstance(digits_size, int) or digits_size < 8:
+            raise ValueError(f"digits_size must be an int >= 8 (pixels), got {digits_size!r}")
+        images, labels = _digits(train, digits_size)
         return ImageArrayDataset(images, labels, transform=transform)
     if name == "fake":
         info = _INFOS["fake"]
@@ -262,7 +271,7 @@ def _torchvision_reader(
         ) from err
 
 
-def _digits(train: bool) -> tuple[np.ndarray, np.ndarray]:
+def _digits(train: bool, size: int) -> tuple[np.ndarray, np.ndarray]:
     from sklearn.datasets import load_digits
 
     bunch = load_digits()
@@ -278,7 +287,7 @@ def _digits(train: bool) -> tuple[np.ndarray, np.ndarray]:
     images = np.stack(
         [
             np.asarray(
-                Image.fromarray(img).resize((DIGITS_SIZE, DIGITS_SIZE), Image.Resampling.BILINEAR)
+                Image.fromarray(img).resize((size, size), Image.Resampling.BILINEAR)
             )
             for img in small[keep]
         ]

@@ -125,6 +125,27 @@ def test_digits_upscaling_matches_bilinear_interpolation():
     assert np.abs(ours - big[0, 0].numpy()).max() <= 1.0
 
 
+@pytest.mark.parametrize("size", [8, 32])
+def test_digits_chosen_size(size):
+    ds = load_dataset("digits", train=True, digits_size=size)
+    assert ds.data.shape == (1433, size, size) and ds[0][0].size == (size, size)
+    if size == 8:  # no resampling: the 0..16 counts scaled to 0..255
+        bunch, seen, ranks = load_digits(), {}, []
+        for label in bunch.target:
+            seen[label] = seen.get(label, -1) + 1
+            ranks.append(seen[label])
+        first = next(i for i, rank in enumerate(ranks) if rank % 5)  # first training image
+        np.testing.assert_array_equal(ds.data[0], np.rint(bunch.images[first] * 255 / 16))
+        assert ds.targets[0] == bunch.target[first]
+
+
+def test_digits_size_errors():
+    with pytest.raises(ValueError, match="digits_size must be an int >= 8"):
+        load_dataset("digits", train=True, digits_size=4)
+    with pytest.raises(ValueError, match="digits_size applies to the 'digits' dataset only"):
+        load_dataset("fake", train=True, digits_size=32)
+
+
 def test_digits_statistics_match_info():
     mean, std = _pixel_mean_std(load_dataset("digits", train=True).data)
     info = dataset_info("digits")
