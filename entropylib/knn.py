@@ -129,11 +129,16 @@ def _kth_distance_1d(x: Any, k: int, torch_in: bool) -> Any:
 
 
 def _kth_distance_tree(x: np.ndarray, k: int, norm: str) -> np.ndarray:
-    # The query returns x_i itself (distance 0) among its k + 1 nearest points; with repeated
-    # rows a copy may come first instead, which leaves the (k+1)-th distance unchanged.
+    """k-th neighbour distances, in the tree's leaf order (the estimator only needs the set).
+
+    The query returns x_i itself (distance 0) among its k + 1 nearest points; with repeated
+    rows a copy may come first instead, which leaves the (k+1)-th distance unchanged.
+    Querying in leaf order keeps consecutive searches in the same part of the tree: about
+    twice as fast as random order at n = 10^5, d = 3 (cache locality).
+    """
     tree = cKDTree(x, balanced_tree=False, compact_nodes=False)
     p = np.inf if norm == "max" else 2.0
-    dist, _ = tree.query(x, k=[k + 1], p=p, workers=-1)
+    dist, _ = tree.query(x[tree.indices], k=[k + 1], p=p, workers=-1)
     return dist[:, 0].astype(x.dtype, copy=False)
 
 
