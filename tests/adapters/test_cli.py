@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import hashlib
+import re
 
 import pytest
 import torch
 
 from adapters.backbones import build_backbone
 from adapters.checkpoints import load_checkpoint, save_checkpoint
-from adapters.continue_train import main
+from adapters.continue_train import DEFAULT_CHECKPOINT, main, run_default
 from adapters.methods.swav import projection_head
 from adapters.methods.vicreg import expander
 from adapters.train import train
@@ -125,3 +126,25 @@ def test_continue_from_a_project_checkpoint_counts_additional_epochs(tmp_path):
     assert (state["base_epoch"], state["end_epoch"]) == (0, 2)
     assert state["meta"]["backbone"] == "small_cnn"
     assert state["config"]["head_options"]["expander_dim"] == 32
+
+
+def test_no_arguments_runs_the_embedded_default(monkeypatch):
+    import adapters.continue_train as cli
+
+    calls = []
+    monkeypatch.setattr(cli, "run_default", lambda: calls.append("default") or 0)
+    assert cli.main([]) == 0 and calls == ["default"]
+
+
+@pytest.mark.skipif(not DEFAULT_CHECKPOINT.is_file(), reason="default checkpoint not built yet")
+def test_embedded_default_end_to_end_short(tmp_path, capsys):
+    # the real default with 2 steps and a small kNN bank instead of ~2 minutes
+    assert run_default(str(tmp_path / "demo"), steps=2, bank=500, queries=200) == 0
+    out = capsys.readouterr().out
+    before = re.search(r"kNN top-1 before .*: (\d+\.\d+)%", out)
+    after = re.search(r"kNN top-1 after: (\d+\.\d+)%", out)
+    assert before and after, out
+    # 10 classes: chance is 10%; the pretrained base is far above it
+    assert float(before.group(1)) > 30
+    state = load_checkpoint(tmp_path / "demo" / "checkpoint.pt")
+    assert state["step"] == 2 and state["config"]["criterion"] == "e2mc"
