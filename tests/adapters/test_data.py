@@ -254,3 +254,15 @@ def test_read_idx_truncated_gzip(tmp_path):
     path.write_bytes(path.read_bytes()[:1000])
     with pytest.raises(ValueError, match="cannot read IDX file"):
         read_idx(path)
+
+
+def test_image_array_dataset_checks_its_input():
+    from adapters.data import ImageArrayDataset
+
+    with pytest.raises(ValueError, match="images must be uint8 of shape"):
+        ImageArrayDataset(np.zeros((2, 4, 4), np.float32), np.array([0, 1]))
+    with pytest.raises(ValueError, match="2 images but 3 labels"):
+        ImageArrayDataset(np.zeros((2, 4, 4), np.uint8), np.array([0, 1, 1]))
+    rgb = ImageArrayDataset(np.full((1, 4, 4, 3), 7, np.uint8), np.array([2]))
+    image, label = rgb[0]
+    assert image.mode == "RGB" and label == 2 and rgb.classes == ["0", "1", "2"]
