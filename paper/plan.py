@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from paper.config import Experiment, TableConfig, canonical
+from paper.config import Experiment, TableConfig, canonical, config_hash
 from paper.units import Unit, closure
 
 #: protocols whose outcome does not depend on a seed (all labels, no random split)
@@ -87,6 +87,21 @@ def criterion_options(
     return options
 
 
+def architecture(method: str, backbone: str, head_options: Mapping[str, Any], dataset: str) -> str:
+    """Hash of the printed backbone and method heads (layer types, sizes, strides, ...).
+
+    Part of a base unit's key, so that results trained with an older network definition are
+    not reused after ``adapters`` changes it (a stored checkpoint would no longer load).
+    """
+    from adapters.backbones import build_backbone
+    from adapters.data import dataset_info
+    from adapters.methods import METHODS
+
+    net = build_backbone(backbone, in_channels=dataset_info(dataset).channels)
+    heads = METHODS[method](net.feature_dim, **dict(head_options))
+    return config_hash({"backbone": repr(net), "heads": repr(heads)})
+
+
 def build_plan(experiment: Experiment) -> Plan:
     """Every cell of ``experiment.tables`` with its unit chain.
 
@@ -102,8 +117,11 @@ def build_plan(experiment: Experiment) -> Plan:
     eval_data = canonical(data)
     bases: dict[str, Unit] = {}
     for b in experiment.bases:
+        arch = architecture(b.method, b.backbone, dict(b.options), data.name)
         bases[b.method] = Unit(
-            "pretrain", {"data": train_data, "model": canonical(b)}, label=f"{b.method} base"
+            "pretrain",
+            {"data": train_data, "model": canonical(b), "architecture": arch},
+            label=f"{b.method} base",
         )
     cells: list[Cell] = []
     for table in experiment.tables:

@@ -1,0 +1,131 @@
+"""Tables and report from synthetic unit results whose means and stds are known."""
+
+import csv
+import dataclasses
+import statistics
+import zlib
+
+import numpy as np
+import pytest
+
+from paper import config as cfg
+from paper.plan import build_plan
+from paper.tables import PAPER_TABLE1, summarize, write_results
+from paper.units import RunStore
+
+SEEDS = (0, 1, 2)
+
+
+def _value(cell_row: str, base: str, metric: str, seed: int) -> float:
+    """Synthetic metric: a deterministic, seed-dependent number per (row, base, metric)."""
+    rng = np.random.default_rng(zlib.crc32(repr((cell_row, base, metric, seed)).encode()))
+    return float(np.round(rng.uniform(40, 90), 3))
+
+
+@pytest.fixture()
+def filled(tmp_path):
+    exp = dataclasses.replace(cfg.quick(), seeds=SEEDS)
+    plan = build_plan(exp)
+    store = RunStore(tmp_path / "runs")
+    truth: dict[tuple, float] = {}
+    for c in plan.cells:
+        if store.is_done(c.unit):
+            continue
+        seed = 0 if c.unit.config["seed"] is None else c.unit.config["seed"]
+        if c.protocol == "linear":
+            metrics = {f"linear_{f}": _value(c.row, c.base, f"l{f}", seed) for f in (10, 100)}
+        elif c.protocol == "knn":
+            metrics = {"knn_20": _value(c.row, c.base, "knn", c.seed)}
+        elif c.protocol == "diagnostics":
+            metrics = {"entropy_mean": 1.0, "offdiag_cov_energy": 0.5, "rankme": 3.0,
+                       "fisher_ratio": 0.7, "silhouette": 0.1, "knn_purity": 80.0}
+        else:
+            continue  # semisup and transfer stay missing on purpose
+        for k, v in metrics.items():
+            truth[(c.table, c.base, c.row, k, c.unit.key)] = v
+        result = {"metrics": metrics}
+        if c.protocol == "diagnostics":
+            result["entropy_profile"] = [0.1, 0.3, None, 0.2]
+            result["map"] = {"x": [0.0, 1.0, 2.0], "y": [1.0, 0.0, 2.0], "label": [0, 1, 2]}
+        store.save(c.unit, result, seconds=1.5)
+    return plan, store, truth, tmp_path
+
+
+def _expected(truth, table, base, row, metric):
+    vals = [v for (t, b, r, m, _), v in truth.items() if (t, b, r, m) == (table, base, row, metric)]
+    return vals
+
+
+def _cell(md: str, base: str, row: str, header: str) -> str:
+    lines = [line for line in md.splitlines() if line.startswith("|")]
+    headers = [h.strip() for h in lines[0].strip("|").split("|")]
+    for line in lines[2:]:
+        cells = [x.strip() for x in line.strip("|").split("|")]
+        if cells[0] == base and cells[1] == row:
+            return cells[headers.index(header)]
+    raise AssertionError(f"no row {base} / {row}")
+
+
+def test_cells_are_mean_and_sample_std_over_seeds(filled):
+    plan, store, truth, tmp = filled
+    write_results(plan, store, tmp / "results")
+    md = (tmp / "results" / "table1.md").read_text()
+    for base in ("vicreg", "swav", "simsiam"):
+        for row in ("continued", "+E2MC"):
+            vals = _expected(truth, "table1", base, row, "linear_10")
+            assert len(vals) == 3
+            want = f"{statistics.mean(vals):.2f} ± {statistics.stdev(vals):.2f}"
+            assert _cell(md, base, row, "lin 10%") == want
+        # the base row: 3 evaluation seeds of one checkpoint; kNN has no seed: one unit
+        vals = _expected(truth, "table1", base, "base", "linear_100")
+        assert _cell(md, base, "base", "lin 100%") == (
+            f"{statistics.mean(vals):.2f} ± {statistics.stdev(vals):.2f}"
+        )
+        (knn,) = _expected(truth, "table1", base, "base", "knn_20")
+        assert _cell(md, base, "base", "kNN k=20") == f"{knn:.2f}"
+    # protocols with no stored result say so instead of showing a number
+    assert _cell(md, "swav", "+E2MC", "semi 10%") == "missing (0/3)"
+
+
+def test_missing_seed_is_reported(filled):
+    plan, store, truth, tmp = filled
+    victim = next(c for c in plan.cells if c.table == "table2" and c.row == "+MMCR"
+                  and c.protocol == "linear" and c.seed == 1)
+    (store.root / victim.unit.key / "result.json").unlink()
+    write_results(plan, store, tmp / "results")
+    md = (tmp / "results" / "table2.md").read_text()
+    vals = [v for (t, b, r, m, key), v in truth.items()
+            if (t, r, m) == ("table2", "+MMCR", "linear_100") and key != victim.unit.key]
+    assert _cell(md, "swav", "+MMCR", "lin 100%") == (
+        f"{statistics.mean(vals):.2f} ± {statistics.stdev(vals):.2f} (2/3 runs)"
+    )
+
+
+def test_csv_report_and_figures(filled):
+    plan, store, truth, tmp = filled
+    written = {p.name for p in write_results(plan, store, tmp / "results", command="CMD")}
+    assert {"runs.csv", "table1.md", "table2.md", "ablation.md", "REPORT.md",
+            "separability.png", "diagnostics.png"} <= written
+    with open(tmp / "results" / "runs.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == len(plan.units())
+    by_key = {r["key"]: r for r in rows}
+    some = next(c for c in plan.cells if c.protocol == "linear" and c.table == "table1")
+    assert by_key[some.unit.key]["status"] == "done"
+    assert float(by_key[some.unit.key]["linear_10"]) == truth[
+        ("table1", some.base, some.row, "linear_10", some.unit.key)]
+    training = [r for r in rows if r["kind"] != "evaluate"]
+    assert training and all(r["status"] == "missing" for r in training)
+    report = (tmp / "results" / "REPORT.md").read_text()
+    assert "`CMD`" in report
+    assert f"{PAPER_TABLE1[('swav', '+E2MC')]['linear_1']:.2f}" in report
+    assert "Incomplete" in report
+    for name in ("separability.png", "diagnostics.png"):
+        assert (tmp / "results" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_summary_text():
+    assert summarize([], 3).text() == "missing (0/3)"
+    assert summarize([2.0], 1).text() == "2.00"
+    s = summarize([1.0, 4.0], 3)
+    assert s.text() == f"2.50 ± {statistics.stdev([1.0, 4.0]):.2f} (2/3 runs)"
