@@ -91,14 +91,31 @@ def train_command(recipe: Recipe, criterion: str) -> list[str]:
     return cmd
 
 
+def import_command(recipe: Recipe) -> list[str]:
+    """Zero-epoch run that imports the official release into a project checkpoint.
+
+    ``adapters.load_encoder`` (and so ``python -m evaluation``) reads project checkpoints; a
+    run with ``--epochs 0`` loads the release with its exact-key check and writes
+    ``checkpoint.pt`` and ``backbone.pt`` without a training step: the "base" row.
+    """
+    return [
+        "python", "-m", "adapters.continue_train",
+        "--method", recipe.method,
+        "--checkpoint", f"{CHECKPOINTS}/{recipe.checkpoint}",
+        "--dataset", "imagefolder", "--data-root", IMAGENET,
+        "--epochs", "0", "--criterion", "none",
+        "--out", f"{RUNS}/{recipe.name}_base",
+    ]
+
+
 def eval_command(recipe: Recipe) -> list[str]:
     """``python -m evaluation`` comparing base, continued and +E2MC of ``recipe``."""
-    runs = [f"{RUNS}/{recipe.name}_{c}/checkpoint.pt" for c in ("none", "e2mc")]
+    runs = [f"{RUNS}/{recipe.name}_{c}/checkpoint.pt" for c in ("base", "none", "e2mc")]
     return [
         "python", "-m", "evaluation",
-        "--checkpoint", f"{CHECKPOINTS}/{recipe.checkpoint}", "--name", "base",
-        "--checkpoint", runs[0], "--name", "continued",
-        "--checkpoint", runs[1], "--name", "+E2MC",
+        "--checkpoint", runs[0], "--name", "base",
+        "--checkpoint", runs[1], "--name", "continued",
+        "--checkpoint", runs[2], "--name", "+E2MC",
         "--dataset", "imagefolder", "--data-root", IMAGENET,
         "--protocols", "sgd-linear,semisup,knn,diagnostics",
         "--fractions", "1,10,100", "--seeds", "1",
@@ -107,10 +124,12 @@ def eval_command(recipe: Recipe) -> list[str]:
 
 
 def commands(recipe: Recipe) -> list[str]:
-    """Shell lines of ``recipe``: continued, +E2MC, evaluation."""
-    return [shlex.join(train_command(recipe, c)) for c in ("none", "e2mc")] + [
-        shlex.join(eval_command(recipe))
-    ]
+    """Shell lines of ``recipe``: import the release, continued, +E2MC, evaluation."""
+    return (
+        [shlex.join(import_command(recipe))]
+        + [shlex.join(train_command(recipe, c)) for c in ("none", "e2mc")]
+        + [shlex.join(eval_command(recipe))]
+    )
 
 
 def dry_run(name: str, *, batch_size: int = 8) -> dict[str, Any]:
@@ -171,7 +190,7 @@ def dry_run(name: str, *, batch_size: int = 8) -> dict[str, Any]:
         "parameters": sum(p.numel() for p in model.parameters()),
         "optimizer": type(optimizer).__name__,
         "lr": lr,
-        "loss": float(loss),
+        "loss": float(loss.detach()),
         "parts": {k: float(v) for k, v in {**base_parts, **crit_parts}.items() if v.numel() == 1},
         "weights_moved": not torch.equal(probe, backbone.conv1.weight.detach()),
         "seconds": time.perf_counter() - start,

@@ -1,0 +1,92 @@
+"""End to end: ``python -m paper.reproduce --quick`` into a temporary folder, then resumed."""
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from paper import config as cfg
+from paper.plan import build_plan
+from paper.reproduce import describe, estimate_seconds
+from paper.units import RunStore
+
+pytest.importorskip("adapters.train")
+pytest.importorskip("evaluation.linear")
+
+FASHION = Path(cfg.FASHION_MNIST_ROOT)
+
+
+def _run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "paper.reproduce", *args], capture_output=True, text=True,
+        timeout=900,
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not FASHION.is_dir(), reason="needs the dataset-fashion-mnist package")
+def test_quick_end_to_end_and_resume(tmp_path):
+    out = tmp_path / "quick"
+    first = _run("--quick", "--out", str(out), "--no-progress")
+    assert first.returncode == 0, first.stderr[-3000:]
+    plan = build_plan(cfg.quick())
+    n_units = len(plan.units())
+    assert f"ran {n_units} units, reused 0, failed 0" in first.stdout
+
+    results = out / "results"
+    for name in ("runs.csv", "table1.md", "table2.md", "ablation.md", "REPORT.md",
+                 "separability.png", "diagnostics.png"):
+        assert (results / name).is_file(), name
+    with open(results / "runs.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == n_units and all(r["status"] == "done" for r in rows)
+    accs = [float(r["linear_100"]) for r in rows if r.get("linear_100")]
+    assert accs and all(0 <= a <= 100 for a in accs)
+    # ten classes: even a few training steps give features far above chance on a probe
+    assert max(accs) > 30
+    assert "missing" not in (results / "table1.md").read_text()
+
+    # results are small JSON; checkpoints sit next to them and are git-ignored
+    store = RunStore(out / "runs")
+    base = next(u for u in plan.units() if u.kind == "pretrain")
+    record = json.loads((out / "runs" / base.key / "result.json").read_text())
+    assert record["key"] == base.key and record["result"]["steps"] == 3
+    assert (out / "runs" / base.key / "train" / "checkpoint.pt").is_file()
+    assert "*.pt" in (out / "runs" / ".gitignore").read_text()
+
+    # second invocation: nothing runs
+    second = _run("--quick", "--out", str(out), "--no-progress")
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert f"ran 0 units, reused {n_units}" in second.stdout
+
+    # one deleted evaluation runs again, and only it
+    victim = next(c.unit for c in plan.cells if c.protocol == "knn")
+    (out / "runs" / victim.key / "result.json").unlink()
+    assert "1 pending" in describe(plan, store, None)
+    third = _run("--quick", "--out", str(out), "--no-progress", "--only", "table1")
+    assert third.returncode == 0, third.stderr[-3000:]
+    assert "ran 1 units" in third.stdout
+    assert store.is_done(victim)
+
+
+def test_dry_run_lists_units_without_running(tmp_path):
+    res = _run("--quick", "--dry-run", "--out", str(tmp_path))
+    assert res.returncode == 0, res.stderr[-2000:]
+    n_units = len(build_plan(cfg.quick()).units())
+    assert f"{n_units} units" in res.stdout and f"{n_units} pending" in res.stdout
+    assert not (tmp_path / "runs").exists()
+
+
+def test_estimate_counts_steps_and_protocols():
+    plan = build_plan(cfg.full())
+    training = [u for u in plan.units() if u.kind != "evaluate"]
+    by_hand = 0.0
+    for u in training:
+        model = u.config.get("model", u.config)
+        steps = (60_000 // model["batch_size"]) * model["epochs"]
+        from paper.reproduce import STEP_SECONDS
+        by_hand += steps * STEP_SECONDS[model["method"]] * model["batch_size"] / 256
+    assert estimate_seconds(training) == pytest.approx(by_hand)
