@@ -10,7 +10,7 @@ import torch
 
 from adapters.backbones import build_backbone
 from adapters.checkpoints import load_checkpoint, save_checkpoint
-from adapters.continue_train import DEFAULT_CHECKPOINT, main, run_default
+from adapters.continue_train import main, run_default
 from adapters.methods.swav import projection_head
 from adapters.methods.vicreg import expander
 from adapters.train import train
@@ -136,7 +136,6 @@ def test_no_arguments_runs_the_embedded_default(monkeypatch):
     assert cli.main([]) == 0 and calls == ["default"]
 
 
-@pytest.mark.skipif(not DEFAULT_CHECKPOINT.is_file(), reason="default checkpoint not built yet")
 def test_embedded_default_end_to_end_short(tmp_path, capsys):
     # the real default with 2 steps and a small kNN bank instead of ~2 minutes
     assert run_default(str(tmp_path / "demo"), steps=2, bank=500, queries=200) == 0
