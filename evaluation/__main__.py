@@ -41,7 +41,12 @@ from evaluation.linear import (
 )
 from evaluation.report import SeedSummary, write_report
 from evaluation.separability import fisher_ratio, knn_purity, plot_embeddings_2d, silhouette
-from evaluation.subsets import label_subset, validation_split
+from evaluation.subsets import (
+    label_subset,
+    read_subset_file,
+    subset_from_names,
+    validation_split,
+)
 
 PROTOCOLS = ("knn", "linear", "sgd-linear", "semisup", "transfer", "diagnostics", "separability")
 
@@ -87,6 +92,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fractions", default="1,10,100", help="label percentages")
     p.add_argument("--seeds", type=int, default=3, help="number of seeds (0..n-1)")
     p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--subset-list", action="append", default=[], metavar="PCT=FILE",
+                   help="fixed subset list (SimCLR format: one file name per line) for label "
+                        "percentage PCT instead of seeded random subsets (seeds then vary only "
+                        "the validation split), e.g. 1=1percent.txt")
     p.add_argument("--max-train", type=int, default=None, help="random subset of the train split")
     p.add_argument("--max-test", type=int, default=None, help="random subset of the test split")
     p.add_argument("--k", default="20,200", help="kNN neighbour counts")
@@ -111,10 +120,31 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _subset_lists(items: Sequence[str]) -> dict[float, str]:
+    lists = {}
+    for item in items:
+        pct, sep, path = item.partition("=")
+        if not sep or not path:
+            raise ValueError(f"--subset-list must look like 1=path/1percent.txt, got {item!r}")
+        lists[parse_fractions(pct)[0]] = path
+    return lists
+
+
 def _load_encoder(path: str) -> tuple[Any, dict]:
     import adapters
 
     return adapters.load_encoder(path)
+
+
+def _model_view(info: Any, meta: dict, path: str) -> Any:
+    """The data set's info with the normalisation the encoder was trained with."""
+    channels = meta.get("in_channels", info.channels)
+    if channels != info.channels:
+        raise ValueError(
+            f"{path} takes {channels}-channel images but {info.name!r} has {info.channels}"
+        )
+    stats = {k: tuple(meta[k]) for k in ("mean", "std") if meta.get(k) is not None}
+    return dataclasses.replace(info, **stats)
 
 
 def _limit(n: int, limit: int | None, seed: int) -> np.ndarray:
@@ -147,12 +177,15 @@ class _Run:
 
         self.args, self.path = args, path
         self.model, self.meta = _load_encoder(path)
-        self.info = dataset_info(args.dataset)
+        self.info = _model_view(dataset_info(args.dataset), self.meta, path)
         self.fingerprint = checkpoint_fingerprint(path, content_hash=not args.fast_hash)
         self.eval_tf = eval_transform(self.info)
         self.aug_tf = probe_train_transform(self.info)
         self._load, self._subset = load_dataset, Subset
         self._cache: dict[tuple, Any] = {}
+        # ImageFolder's class count is the folder's, not the ImageNet default of dataset_info
+        classes = getattr(self._dataset(True, None), "classes", None)
+        self.num_classes = len(classes) if classes else self.info.num_classes
         self.train_idx = _limit(len(self._dataset(True, None)), args.max_train, seed=0)
         self.test_idx = _limit(len(self._dataset(False, None)), args.max_test, seed=1)
         self.xtr, self.ytr = self.features(args.dataset, True, self.eval_tf, self.train_idx)
@@ -169,6 +202,25 @@ class _Run:
 
     def subset(self, train: bool, transform: Any, idx: Sequence[int], name: str | None = None):
         return self._subset(self._dataset(train, transform, name), [int(i) for i in idx])
+
+    def labelled(self, frac: float, seed: int) -> np.ndarray:
+        """Positions (in the possibly limited train features) of the labelled subset."""
+        path = self.args.subset_lists.get(frac)
+        if path is None:
+            return label_subset(self.ytr, frac, seed=seed, num_classes=self.num_classes)
+        full = self._dataset(True, None)
+        if not hasattr(full, "samples"):
+            raise ValueError(
+                f"--subset-list needs a data set with file names (ImageFolder); "
+                f"{self.args.dataset!r} has none"
+            )
+        wanted = subset_from_names([p for p, _ in full.samples], read_subset_file(path))
+        pos = np.searchsorted(self.train_idx, wanted)
+        inside = pos < self.train_idx.size
+        inside[inside] = self.train_idx[pos[inside]] == wanted[inside]
+        if not inside.all():
+            raise ValueError(f"{(~inside).sum()} images of {path} are outside --max-train's subset")
+        return pos
 
     def features(self, name: str, train: bool, transform: Any, idx: np.ndarray):
         full = self._dataset(train, transform, name)
@@ -206,7 +258,7 @@ def evaluate_checkpoint(
 ) -> dict[str, Any]:
     """All requested protocols for one checkpoint; returns {metric name: value}."""
     out: dict[str, Any] = {}
-    n_cls = run.info.num_classes
+    n_cls = run.num_classes
     if "knn" in protocols:
         ks = [int(k) for k in args.k.split(",")]
         res = knn_accuracy(run.xtr, run.ytr, run.xte, run.yte, k=ks, num_classes=n_cls,
@@ -216,7 +268,7 @@ def evaluate_checkpoint(
             out[f"knn k={k} top5"] = r.top5
     for frac in fractions if "linear" in protocols else []:
         def probe(seed: int, frac: float = frac) -> float:
-            idx = label_subset(run.ytr, frac, seed=seed, num_classes=n_cls)
+            idx = run.labelled(frac, seed)
             return linear_probe(run.xtr[idx], run.ytr[idx], run.xte, run.yte, Cs=args.cs,
                                 seed=seed).top1
 
@@ -247,15 +299,14 @@ def evaluate_checkpoint(
 def _train_on_subset(
     run: _Run, frac: float, seed: int, args: argparse.Namespace, *, finetuning: bool
 ) -> float:
-    chosen = label_subset(run.ytr, frac, seed=seed, num_classes=run.info.num_classes)
-    labelled = run.train_idx[chosen]
+    labelled = run.train_idx[run.labelled(frac, seed)]
     all_train_labels = np.zeros(len(run._dataset(True, None)), dtype=np.int64)
     all_train_labels[run.train_idx] = run.ytr
     fit_idx, val_idx = validation_split(all_train_labels, labelled, seed=seed)
     train_set = run.subset(True, run.aug_tf, fit_idx)
     val_set = run.subset(True, run.eval_tf, val_idx)
     test_set = run.subset(False, run.eval_tf, run.test_idx)
-    common = dict(num_classes=run.info.num_classes, batch_size=args.batch_size,
+    common = dict(num_classes=run.num_classes, batch_size=args.batch_size,
                   device=args.device, seed=seed, progress=not args.no_progress)
     if finetuning:
         return finetune(copy.deepcopy(run.model), train_set, val_set, test_set,
@@ -268,15 +319,8 @@ def _train_on_subset(
 def _transfer(run: _Run, args: argparse.Namespace) -> dict[str, Any]:
     from adapters.data import dataset_info, eval_transform
 
-    target = dataset_info(args.transfer_dataset)
-    if target.channels != run.info.channels:
-        raise ValueError(
-            f"transfer data set {target.name!r} has {target.channels} channel(s) but the model "
-            f"was evaluated on {run.info.channels}-channel {run.info.name!r} images"
-        )
-    # The model sees target images normalised the way its training data was.
-    stats = {k: tuple(run.meta[k]) for k in ("mean", "std") if run.meta.get(k) is not None}
-    tf = eval_transform(dataclasses.replace(target, **stats))
+    target = _model_view(dataset_info(args.transfer_dataset), run.meta, run.path)
+    tf = eval_transform(target)
     n_tr = len(run._dataset(True, None, target.name))
     n_te = len(run._dataset(False, None, target.name))
     xtr, ytr = run.features(target.name, True, tf, _limit(n_tr, args.max_train, 0))
@@ -322,6 +366,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         fractions = parse_fractions(args.fractions)
         names = _names(args)
         args.cs = [float(c) for c in args.cs.split(",")]
+        args.subset_lists = _subset_lists(args.subset_list)
     except ValueError as err:
         parser.error(str(err))
     if args.seeds < 1:

@@ -179,12 +179,15 @@ def knn_accuracy(
         raise ValueError(
             f"num_classes={num_classes} but the labels go up to {max(bank_y.max(), query_y.max())}"
         )
-    bank, queries = l2_normalize(bank), l2_normalize(queries)
-    search = _make_searcher(bank, backend)
+    n_bank = bank.shape[0]
+    search = _make_searcher(l2_normalize(bank), backend)
+    # the index holds its own copy of the normalised bank; keep no other one alive
+    del bank
+    queries = l2_normalize(queries)
     n_top = min(5, n_cls)
     preds = {kk: np.empty((len(queries), n_top), dtype=np.int64) for kk in ks}
     for start in range(0, len(queries), chunk_size):
-        sims, idx = _search_chunk(search, queries[start : start + chunk_size], ks[-1], len(bank))
+        sims, idx = _search_chunk(search, queries[start : start + chunk_size], ks[-1], n_bank)
         for kk in ks:
             scores = class_votes(sims[:, :kk], bank_y[idx[:, :kk]], n_cls, temperature)
             preds[kk][start : start + len(sims)] = _top_classes(scores, n_top)

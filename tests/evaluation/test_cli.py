@@ -1,14 +1,16 @@
 """`python -m evaluation` end to end on tiny encoders saved through adapters' own export."""
 
 import json
+import os
 
+import numpy as np
 import pytest
 import torch
 
 from adapters.backbones import build_backbone
 from adapters.checkpoints import export_backbone
 from adapters.data import dataset_info
-from evaluation.__main__ import main, parse_protocols
+from evaluation.__main__ import _Run, build_parser, main, parse_protocols
 
 
 def _export(path, seed):
@@ -58,3 +60,42 @@ def test_unknown_protocol_is_a_usage_error(tmp_path, capsys):
     assert "unknown protocol(s) ['lasso']" in capsys.readouterr().err
     with pytest.raises(ValueError, match="choose from"):
         parse_protocols("")
+
+
+def test_subset_list_selects_exactly_the_listed_images(tmp_path):
+    from PIL import Image
+
+    from evaluation.subsets import write_subset_file
+
+    root = tmp_path / "images"
+    rng = np.random.default_rng(0)
+    for c in range(2):
+        (root / f"class{c}").mkdir(parents=True)
+        for i in range(12):
+            pixels = rng.integers(0, 256, (20, 20, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(root / f"class{c}" / f"img{c}_{i}.png")
+    listed = [f"img{c}_{i}.png" for c in range(2) for i in (1, 4, 7, 9)]
+    write_subset_file(tmp_path / "list.txt", listed)
+    torch.manual_seed(0)
+    meta = {"method": "simsiam", "backbone": "small_cnn", "dataset": "imagefolder",
+            "in_channels": 3, "image_size": 224, "mean": [0.5] * 3, "std": [0.25] * 3,
+            "epoch": 0}
+    ckpt = export_backbone(tmp_path / "m" / "backbone.pt",
+                           build_backbone("small_cnn", in_channels=3), metadata=meta)
+    out = tmp_path / "report"
+    argv = ["--checkpoint", str(ckpt), "--dataset", "imagefolder", "--data-root", str(root),
+            "--protocols", "linear", "--fractions", "30", "--seeds", "2", "--cs", "1",
+            "--subset-list", f"30={tmp_path / 'list.txt'}", "--out", str(out), "--no-progress"]
+    assert main(argv) == 0
+    res = json.loads((out / "results.json").read_text())["results"]["m/backbone"]
+    assert len(res["linear 30% top1"]["values"]) == 2
+    args = build_parser().parse_args(argv)
+    args.subset_lists = {0.3: str(tmp_path / "list.txt")}
+    args.cache_dir = str(out / "feature_cache")
+    run = _Run(args, str(ckpt))
+    for seed in (0, 1):
+        chosen = run.train_idx[run.labelled(0.3, seed)]
+        names = [os.path.basename(run._dataset(True, None).samples[i][0]) for i in chosen]
+        assert sorted(names) == sorted(listed)
+    with pytest.raises(SystemExit):
+        main(argv[:-4] + ["--subset-list", "30", "--out", str(out)])

@@ -96,6 +96,7 @@ def _toy_sets(seed):
 
 def test_sgd_probe_trains_only_the_head_and_learns_a_linear_rule():
     train, val, test = _toy_sets(0)
+    torch.manual_seed(0)
     trunk = torch.nn.Linear(4, 4)
     before = [p.detach().clone() for p in trunk.parameters()]
     res = sgd_linear_probe(trunk, train, val, test, num_classes=2, epochs=15, lr=0.5,
@@ -108,6 +109,7 @@ def test_sgd_probe_trains_only_the_head_and_learns_a_linear_rule():
 
 def test_finetune_trains_the_trunk_and_selects_on_validation():
     train, val, test = _toy_sets(1)
+    torch.manual_seed(1)
     trunk = torch.nn.Sequential(torch.nn.Linear(4, 16), torch.nn.ReLU())
     before = [p.detach().clone() for p in trunk.parameters()]
     res = finetune(trunk, train, val, test, num_classes=2, epochs=10, trunk_lr=0.05,
