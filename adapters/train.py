@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import importlib.util
 import inspect
 import json
 import math
@@ -210,6 +211,8 @@ def validate(config: TrainConfig) -> None:
         raise ValueError("lr must be > 0")
     METHODS[config.method].head_options(config.head_options)
     data.dataset_info(config.dataset)
+    if config.tensorboard and importlib.util.find_spec("tensorboard") is None:
+        raise ValueError("--tensorboard needs the tensorboard package, which is not installed")
 
 
 def _check_int(name: str, value: Any, *, low: int) -> None:
@@ -451,12 +454,8 @@ class MetricsLog:
                 self.columns = next(csv.reader(f), None)
         self.writer = None
         if tensorboard:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-            except ImportError as err:
-                raise ValueError(
-                    "--tensorboard needs the tensorboard package, which is not installed"
-                ) from err
+            from torch.utils.tensorboard import SummaryWriter
+
             self.writer = SummaryWriter(str(out / "tensorboard"))
 
     def write(self, row: dict[str, float]) -> None:

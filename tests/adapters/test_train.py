@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 
@@ -176,3 +177,39 @@ def test_existing_run_is_not_overwritten(tmp_path):
     with pytest.raises(FileExistsError, match="--resume"):
         train(tiny_config(tmp_path))
     assert load_checkpoint(tmp_path / "checkpoint.pt") == {"sentinel": 1}
+
+
+@pytest.mark.parametrize("amp", ["bf16", "fp16"])
+def test_mixed_precision_runs_and_criterion_sees_float32(amp, tmp_path, monkeypatch):
+    seen = []
+
+    class Recording(CRITERIA["e2mc"]):
+        def forward(self, *views):
+            seen.extend(v.dtype for v in views)
+            return super().forward(*views)
+
+    monkeypatch.setitem(CRITERIA, "e2mc", Recording)
+    result = train(tiny_config(tmp_path, criterion="e2mc", amp=amp))
+    assert result.step == 2 and math.isfinite(result.metrics["loss"])
+    assert seen and set(seen) == {torch.float32}
+
+
+def test_workers_do_not_change_the_run(tmp_path):
+    # each sample is augmented from its own (seed, epoch, index) generator, so worker
+    # processes produce exactly the batches the main process would
+    a = train(tiny_config(tmp_path / "a", criterion="e2mc", workers=0))
+    b = train(tiny_config(tmp_path / "b", criterion="e2mc", workers=2))
+    sa = load_checkpoint(a.checkpoint)["model"]["backbone"]
+    sb = load_checkpoint(b.checkpoint)["model"]["backbone"]
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def test_tensorboard_is_written_or_a_clear_error(tmp_path):
+    config = tiny_config(tmp_path / "run", tensorboard=True)
+    if importlib.util.find_spec("tensorboard") is None:
+        with pytest.raises(ValueError, match="tensorboard package, which is not installed"):
+            train(config)
+        assert not (tmp_path / "run").exists()
+    else:
+        assert train(config).step == 2
+        assert any((tmp_path / "run" / "tensorboard").iterdir())
