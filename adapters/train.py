@@ -163,8 +163,11 @@ def min_batch(criterion: str, m: int | None) -> int:
     return n
 
 
-def validate(config: TrainConfig) -> None:
-    """Reject a bad configuration before anything is loaded or written."""
+def validate(config: TrainConfig, *, resuming: bool = False) -> None:
+    """Reject a bad configuration before anything is loaded or written.
+
+    ``resuming``: the run's start checkpoint is no longer needed (the resumed state is).
+    """
     if config.mode not in ("continue", "pretrain"):
         raise ValueError(f"mode must be 'continue' or 'pretrain', got {config.mode!r}")
     if config.method not in METHODS:
@@ -187,7 +190,7 @@ def validate(config: TrainConfig) -> None:
         raise ValueError("pretraining needs --backbone (one of " f"{sorted(BACKBONES)})")
     if config.mode == "continue" and not config.checkpoint:
         raise ValueError("continued training needs --checkpoint (a file to start from)")
-    if config.mode == "continue" and not Path(config.checkpoint).is_file():
+    if config.mode == "continue" and not resuming and not Path(config.checkpoint).is_file():
         raise FileNotFoundError(f"checkpoint {config.checkpoint!r} does not exist")
     _check_int("epochs", config.epochs, low=0)
     _check_int("batch_size", config.batch_size, low=1)
@@ -541,7 +544,7 @@ def train(config: TrainConfig, *, resume: str | None = None) -> TrainResult:
             setattr(saved, name, getattr(config, name))
         saved.out = config.out
         config = saved
-    validate(config)
+    validate(config, resuming=state is not None)
     out = Path(config.out)
     if resume is None and (out / "checkpoint.pt").exists() and not config.overwrite:
         raise FileExistsError(
