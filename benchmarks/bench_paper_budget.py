@@ -35,7 +35,7 @@ def step_seconds(method: str, criterion: str) -> float:
         train(TrainConfig(out=tmp, mode="pretrain", method=method, backbone="small_cnn",
                           dataset="fashion-mnist", epochs=1, max_steps=STEPS, batch_size=256,
                           criterion=criterion, progress=False))
-        rows = [json.loads(line) for line in (Path(tmp) / "metrics.jsonl").read_text().split()]
+        rows = [json.loads(line) for line in (Path(tmp) / "metrics.jsonl").read_text().splitlines()]
     return statistics.median(256 / r["samples_per_s"] for r in rows[2:])
 
 

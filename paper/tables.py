@@ -68,6 +68,9 @@ COLUMNS: dict[str, str] = {
     "rankme": "RankMe",
 }
 
+#: number formats of the non-accuracy columns
+FORMATS = {"entropy_mean": ".3f", "offdiag_cov_energy": ".3g", "rankme": ".1f"}
+
 
 @dataclass(frozen=True)
 class Summary:
@@ -78,13 +81,13 @@ class Summary:
     n: int
     expected: int
 
-    def text(self, digits: int = 2) -> str:
+    def text(self, fmt: str = ".2f") -> str:
         """``"mean +- std"`` with ``(n/expected)`` when runs are missing, or ``"missing"``."""
         if self.n == 0 or self.mean is None:
             return f"missing (0/{self.expected})"
-        body = f"{self.mean:.{digits}f}"
+        body = f"{self.mean:{fmt}}"
         if self.n > 1:
-            body += f" ± {self.std:.{digits}f}"
+            body += f" ± {self.std:{fmt}}"
         if self.n < self.expected:
             body += f" ({self.n}/{self.expected} runs)"
         return body
@@ -186,8 +189,7 @@ def markdown_table(plan: Plan, store: RunStore, table: str) -> str:
     lines += ["", "| base | row | " + " | ".join(COLUMNS[c] for c in columns) + " |"]
     lines.append("|---|---|" + "---|" * len(columns))
     for r in rows:
-        cells = [r[c].text(3 if c in ("offdiag_cov_energy", "entropy_mean") else 2)
-                 if c in r else "-" for c in columns]
+        cells = [r[c].text(FORMATS.get(c, ".2f")) if c in r else "-" for c in columns]
         lines.append(f"| {r['base']} | {r['row']} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -238,8 +240,12 @@ def separability_figure(plan: Plan, store: RunStore, path: Path) -> bool:
     if not panels:
         return False
     plt = _pyplot()
-    fig, axes = plt.subplots(1, len(panels), figsize=(3.4 * len(panels), 3.6), squeeze=False)
-    for ax, (label, rec) in zip(axes[0], panels, strict=True):
+    ncols = min(3, len(panels))
+    nrows = -(-len(panels) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.0 * ncols, 4.0 * nrows), squeeze=False)
+    for ax in axes.flat[len(panels):]:
+        ax.axis("off")
+    for ax, (label, rec) in zip(axes.flat[: len(panels)], panels, strict=True):
         mp, m = rec["result"]["map"], rec["result"]["metrics"]
         ax.scatter(mp["x"], mp["y"], c=mp["label"], cmap="tab10", s=3, linewidths=0)
         ax.set_title(

@@ -10,7 +10,7 @@ import pytest
 
 from paper import config as cfg
 from paper.plan import build_plan
-from paper.reproduce import describe, estimate_seconds
+from paper.reproduce import STEP_SECONDS, describe, estimate_seconds
 from paper.units import RunStore
 
 pytest.importorskip("adapters.train")
@@ -87,6 +87,5 @@ def test_estimate_counts_steps_and_protocols():
     for u in training:
         model = u.config.get("model", u.config)
         steps = (60_000 // model["batch_size"]) * model["epochs"]
-        from paper.reproduce import STEP_SECONDS
         by_hand += steps * STEP_SECONDS[model["method"]] * model["batch_size"] / 256
     assert estimate_seconds(training) == pytest.approx(by_hand)
