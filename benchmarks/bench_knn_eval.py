@@ -5,7 +5,8 @@ cosine similarity, vote weight exp(s / 0.07). Contenders, each in its own subpro
 memory is measured per contender) on the same seeded data, with 2 threads:
 
 * ``ours k=20`` and ``ours k=20,200``: ``evaluation.knn_accuracy`` (faiss IndexFlatIP,
-  default chunk of 2048 queries; the second computes both k from one k=200 search);
+  default chunk of 4096 queries; the second computes both k from one k=200 search), and the
+  latter with 512-query chunks to show how peak memory follows the chunk size;
 * ``sklearn k=20`` / ``sklearn k=200``: ``KNeighborsClassifier(metric="cosine",
   algorithm="brute", weights=lambda d: exp((1 - d) / T))`` - the same votes, since the cosine
   distance is d = 1 - s; ties between classes go to the lowest class index in both;
@@ -38,7 +39,8 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 
 T = 0.07
-CONTENDERS = ("matmul floor", "ours k=20", "ours k=20,200", "sklearn k=20", "sklearn k=200")
+CONTENDERS = ("matmul floor", "ours k=20", "ours k=20,200", "ours k=20,200 chunk=512",
+              "sklearn k=20", "sklearn k=200")
 
 
 def make_data(n_bank: int, n_query: int, dim: int = 512, n_cls: int = 10, seed: int = 0):
@@ -72,10 +74,12 @@ def worker(name: str, repeats: int, n_bank: int, n_query: int, out: Path) -> Non
         from evaluation import knn_accuracy
 
         faiss.omp_set_num_threads(2)
-        ks = [int(k) for k in name.split("=")[1].split(",")]
+        ks = [int(k) for k in name.split()[1].split("=")[1].split(",")]
+        chunk = int(name.split("chunk=")[1]) if "chunk=" in name else 4096
 
         def run():
-            res = knn_accuracy(xb, yb, xq, yq, k=ks, temperature=T, backend="faiss")
+            res = knn_accuracy(xb, yb, xq, yq, k=ks, temperature=T, backend="faiss",
+                               chunk_size=chunk)
             for k, r in res.items():
                 preds[f"k={k}"] = r.predictions[:, 0]
     else:
@@ -137,7 +141,8 @@ def main() -> None:
           "| peak memory above data (MB) |")
     print("|---|---|---|---|---|")
     for name, info in results.items():
-        same_k = {"ours k=20": sk20, "ours k=20,200": sk_both, "sklearn k=20": sk20,
+        same_k = {"ours k=20": sk20, "ours k=20,200": sk_both,
+                  "ours k=20,200 chunk=512": sk_both, "sklearn k=20": sk20,
                   "sklearn k=200": results["sklearn k=200"]["median"]}.get(name)
         vs_sk = f"{info['median'] / same_k:.2f}" if same_k else "-"
         print(f"| {name} | {info['median']:.2f} | {info['median'] / floor:.2f} | {vs_sk} "
