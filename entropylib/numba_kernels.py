@@ -2,13 +2,14 @@
 
 The columns of the (n, d) float32/float64 input are first copied into the rows of a (d, n)
 array and sorted in place by numpy (its vectorised sort is about three times faster than the
-quicksort numba compiles; row blocks are sorted in threads, as numpy releases the GIL). One
-numba kernel per estimator then forms the spacings in the input dtype (so ties and the
-``ties="floor"`` floor are decided exactly as in :mod:`entropylib.spacings`) and accumulates
-their logarithms in float64, in one pass over (column, chunk of ``CHUNK`` indices) work items,
-with ``prange`` from ``PARALLEL_SIZE`` values on (a serial build of the same code below). The
-chunking depends on n only, so results depend neither on d nor on the thread count, and a
-single long column is spread over the threads too. The formulas are those of
+quicksort numba compiles); blocks of columns are transposed and sorted in threads, as both
+the numba transpose and numpy's sort release the GIL. One numba kernel per estimator then
+forms the spacings in the input dtype (so ties and the ``ties="floor"`` floor are decided
+exactly as in :mod:`entropylib.spacings`) and accumulates their logarithms in float64 (one
+log per product of four terms), in one pass over (column, chunk of ``CHUNK`` indices) work
+items, with ``prange`` from ``PARALLEL_SIZE`` values on (a serial build of the same code
+below). The chunking depends on n only, so results depend neither on d nor on the thread
+count, and a single long column is spread over the threads too. The formulas are those of
 :mod:`entropylib.spacings`, documented there with their references; this module is a fast path
 that is imported (and compiled, then cached on disk) the first time the numba backend is used,
 never by ``import entropylib``.
@@ -63,6 +64,29 @@ def _floor(row, floor_ties, eps_dtype):
 
 
 @njit(cache=True)
+def _add_log(acc, buf, k, term):
+    """Add log(term) to acc, four terms at a time: one log of their product when the product
+    is safely within the normal range (else four logs). Returns (acc, terms buffered)."""
+    buf[k] = term
+    if k < 3:
+        return acc, k + 1
+    p12 = buf[0] * buf[1]
+    p34 = buf[2] * buf[3]
+    if 1e-150 < p12 < 1e150 and 1e-150 < p34 < 1e150:
+        return acc + np.log(p12 * p34), 0
+    for j in range(4):
+        acc += np.log(buf[j])
+    return acc, 0
+
+
+@njit(cache=True)
+def _flush_logs(acc, buf, k):
+    for j in range(k):
+        acc += np.log(buf[j])
+    return acc
+
+
+@njit(cache=True)
 def _m_spacing_chunk(row, m, eps, floor_ties, eps_dtype, lo, hi):
     """Sum over i in [lo, hi) of log((n+1)/m * gap_i + eps) and the count of zero gaps."""
     n = row.shape[0]
@@ -70,14 +94,16 @@ def _m_spacing_chunk(row, m, eps, floor_ties, eps_dtype, lo, hi):
     fl = _floor(row, floor_ties, eps_dtype)
     acc = 0.0
     z = 0
+    buf = np.empty(4)
+    k = 0
     for i in range(lo, hi):
         g = row[i + m] - row[i]
         if floor_ties and g <= fl:
             g = fl
         if g <= 0:
             z += 1
-        acc += np.log(scale * np.float64(g) + eps)
-    return acc, z
+        acc, k = _add_log(acc, buf, k, scale * np.float64(g) + eps)
+    return _flush_logs(acc, buf, k), z
 
 
 @njit(cache=True)
@@ -87,6 +113,8 @@ def _two_sided_chunk(row, m, ebrahimi, floor_ties, eps_dtype, lo, hi):
     fl = _floor(row, floor_ties, eps_dtype)
     acc = 0.0
     z = 0
+    buf = np.empty(4)
+    k = 0
     for i in range(lo, hi):
         g = row[min(i + m, n - 1)] - row[max(i - m, 0)]
         if floor_ties and g <= fl:
@@ -100,10 +128,10 @@ def _two_sided_chunk(row, m, ebrahimi, floor_ties, eps_dtype, lo, hi):
                 ci = 1.0 + (n - i - 1) / m
             else:
                 ci = 2.0
-            acc += np.log(n * np.float64(g) / (ci * m))
+            acc, k = _add_log(acc, buf, k, n * np.float64(g) / (ci * m))
         else:
-            acc += np.log(n / (2 * m) * np.float64(g))
-    return acc, z
+            acc, k = _add_log(acc, buf, k, n / (2 * m) * np.float64(g))
+    return _flush_logs(acc, buf, k), z
 
 
 @njit(cache=True)
@@ -224,18 +252,36 @@ def _run(name: str, x: np.ndarray, m: int, eps: float, ties: str) -> np.ndarray:
     return total / count
 
 
+@njit(cache=True, nogil=True)
+def _transpose_into(x, out, j0, j1):
+    """out[j, i] = x[i, j] for columns j0 <= j < j1, in cache-sized tiles."""
+    n = x.shape[0]
+    tile = 32
+    for jt in range(j0, j1, tile):
+        for it in range(0, n, tile):
+            for i in range(it, min(it + tile, n)):
+                for j in range(jt, min(jt + tile, j1)):
+                    out[j, i] = x[i, j]
+
+
 def _sorted_rows(x: np.ndarray) -> np.ndarray:
     """The columns of x (n, d), sorted, as the rows of a new C-contiguous (d, n) array."""
     if x.dtype not in (np.float32, np.float64):
         raise TypeError(f"the numba kernels take float32 or float64 arrays, got {x.dtype}")
-    rows = np.array(x.T, order="C", copy=True)
-    threads = min(numba.get_num_threads(), rows.shape[0])
-    if threads < 2 or rows.size < PARALLEL_SIZE:
-        rows.sort(axis=1)
+    n, d = x.shape
+    rows = np.empty((d, n), dtype=x.dtype)
+
+    def transpose_and_sort(j0: int, j1: int) -> None:
+        _transpose_into(x, rows, j0, j1)  # releases the GIL, as numpy's sort does
+        rows[j0:j1].sort(axis=1)
+
+    threads = min(numba.get_num_threads(), d)
+    if threads < 2 or x.size < PARALLEL_SIZE:
+        transpose_and_sort(0, d)
         return rows
-    bounds = np.linspace(0, rows.shape[0], threads + 1).astype(int)
+    bounds = np.linspace(0, d, threads + 1).astype(int)
     with ThreadPoolExecutor(threads) as pool:
-        list(pool.map(lambda a, b: rows[a:b].sort(axis=1), bounds[:-1], bounds[1:]))
+        list(pool.map(transpose_and_sort, bounds[:-1], bounds[1:]))
     return rows
 
 
