@@ -1,6 +1,7 @@
 """Measure what the full paper reproduction costs on this machine and print the estimate.
 
-Times, each the median of repeats:
+CPU seconds (this process, all threads), so the numbers hold for an idle machine even when
+measured on a busy one:
 - one training step (batch 256) of VICReg, SwAV and SimSiam on Fashion-MNIST with the
   small_cnn backbone, through adapters.train (the same code paper.reproduce runs), with and
   without E2MC;
@@ -14,8 +15,6 @@ paper/reproduce.py uses. Run: ``.venv/bin/python benchmarks/bench_paper_budget.p
 
 from __future__ import annotations
 
-import json
-import statistics
 import sys
 import tempfile
 import time
@@ -25,18 +24,27 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-STEPS = 8  # per method; the first two are warm-up
+STEPS = 6  # steps of the long run; a 2-step run is subtracted (start-up, first batches)
 
 
-def step_seconds(method: str, criterion: str) -> float:
+def step_seconds(method: str, criterion: str, workers: int = 0) -> tuple[float, float]:
+    """(CPU seconds, wall seconds) per step of 256 images: (run of STEPS - run of 2) / (STEPS - 2).
+
+    CPU time of this process (all its threads; augmentation runs in it with workers=0) is what
+    a step costs on an otherwise idle machine, whatever else runs; wall time depends on load.
+    """
     from adapters.train import TrainConfig, train
 
-    with tempfile.TemporaryDirectory() as tmp:
-        train(TrainConfig(out=tmp, mode="pretrain", method=method, backbone="small_cnn",
-                          dataset="fashion-mnist", epochs=1, max_steps=STEPS, batch_size=256,
-                          criterion=criterion, progress=False))
-        rows = [json.loads(line) for line in (Path(tmp) / "metrics.jsonl").read_text().splitlines()]
-    return statistics.median(256 / r["samples_per_s"] for r in rows[2:])
+    def run(n: int) -> tuple[float, float]:
+        with tempfile.TemporaryDirectory() as tmp:
+            c0, w0 = time.process_time(), time.perf_counter()
+            train(TrainConfig(out=tmp, mode="pretrain", method=method, backbone="small_cnn",
+                              dataset="fashion-mnist", epochs=1, max_steps=n, batch_size=256,
+                              criterion=criterion, progress=False, workers=workers))
+            return time.process_time() - c0, time.perf_counter() - w0
+
+    short, long = run(2), run(STEPS)
+    return ((long[0] - short[0]) / (STEPS - 2), (long[1] - short[1]) / (STEPS - 2))
 
 
 def feature_seconds() -> float:
@@ -50,9 +58,9 @@ def feature_seconds() -> float:
     ds = load_dataset("fashion-mnist", train=False, transform=eval_transform(
         dataset_info("fashion-mnist")))
     torch.manual_seed(0)
-    t = time.perf_counter()
+    t = time.process_time()
     extract_features(net, ds, batch_size=512, progress=False)
-    return (time.perf_counter() - t) * 7  # 60,000 + 10,000 images
+    return (time.process_time() - t) * 7  # 60,000 + 10,000 images
 
 
 def probe_fit_seconds(n: int) -> float:
@@ -66,9 +74,9 @@ def probe_fit_seconds(n: int) -> float:
     x = rng.normal(size=(n, 256))
     y = np.argmax(x @ w + 3 * rng.gumbel(size=(n, 10)), axis=1)
     with threadpool_limits(1, user_api="blas"):
-        t = time.perf_counter()
+        t = time.process_time()
         make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=200)).fit(x, y)
-    return time.perf_counter() - t
+    return time.process_time() - t
 
 
 def main() -> None:
@@ -78,14 +86,15 @@ def main() -> None:
     steps = {}
     for method in ("vicreg", "swav", "simsiam"):
         for criterion in ("none", "e2mc"):
-            steps[(method, criterion)] = step_seconds(method, criterion)
-            s = steps[(method, criterion)]
-            print(f"step {method:8s} {criterion:5s}: {s:.3f} s / 256 images")
+            cpu, wall = step_seconds(method, criterion)
+            steps[(method, criterion)] = cpu
+            print(f"step {method:8s} {criterion:5s}: CPU {cpu:.3f} s, wall {wall:.3f} s "
+                  "per 256 images")
     feats = feature_seconds()
-    print(f"features of 70,000 images: {feats:.1f} s")
+    print(f"features of 70,000 images: CPU {feats:.1f} s")
     fits = {n: probe_fit_seconds(n) for n in (6_000, 54_000)}
     for n, s in fits.items():
-        print(f"probe fit on {n} rows: {s:.2f} s")
+        print(f"probe fit on {n} rows: CPU {s:.2f} s")
 
     from paper import config as cfg
     from paper.plan import build_plan
@@ -104,7 +113,7 @@ def main() -> None:
     linear_s = n_cs * (fits[54_000] * (1 + 0.1 + 0.01))
     n_linear = sum(1 for u in units if u.kind == "evaluate" and u.config["protocol"] == "linear")
     checkpoints = {u.deps[0].key for u in units if u.kind == "evaluate"}
-    print(f"full run: {len(units)} units; training {train_s / 60:.0f} min; "
+    print(f"full run (CPU time): {len(units)} units; training {train_s / 60:.0f} min; "
           f"{len(checkpoints)} feature extractions {len(checkpoints) * feats / 60:.0f} min; "
           f"{n_linear} linear units x {linear_s:.0f} s = {n_linear * linear_s / 60:.0f} min "
           "(+ semisup, transfer, kNN, diagnostics)")

@@ -6,6 +6,7 @@ Usage::
     python -m paper.reproduce --quick         # smoke test of every unit kind (a few minutes)
     python -m paper.reproduce --only table1   # only the units of one table (table1|table2|ablation)
     python -m paper.reproduce --dry-run       # list the units, what is finished, a time estimate
+    python -m paper.reproduce --tables-only   # rewrite results/ from what is stored
 
 Resumable: each unit (pretrain a base, continue-train base x criterion x seed, evaluate a
 checkpoint with a protocol) is stored under ``<out>/runs/<hash of its configuration>/``; a second
@@ -120,6 +121,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="run only the units of this table (tables are still written)")
     parser.add_argument("--dry-run", action="store_true",
                         help="list the units, which are finished, and a time estimate; run nothing")
+    parser.add_argument("--tables-only", action="store_true",
+                        help="write results/ from the stored unit results; run nothing")
     parser.add_argument("--out", type=Path, default=None,
                         help="folder holding runs/ and results/ (default: paper/ for the full "
                              "run, paper/quick/ for --quick)")
@@ -136,14 +139,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(describe(plan, store, tables))
         return 0
     _setup_logging(out / "runs" / "reproduce.log", args.verbose)
-    command = "python -m paper.reproduce" + (
-        " " + shlex.join(argv if argv is not None else sys.argv[1:])
-        if (argv if argv is not None else sys.argv[1:]) else ""
-    )
-    log.info("=== %s (out: %s)", command, out)
+    # the command that produces every number of the tables (not this invocation's flags)
+    command = "python -m paper.reproduce" + (" --quick" if args.quick else "")
+    log.info("=== %s (out: %s)", shlex.join(sys.argv if argv is None else argv), out)
     from paper.execute import executors
     from paper.tables import write_results
 
+    if args.tables_only:
+        written = write_results(plan, store, out / "results", command=command)
+        print(f"wrote {', '.join(p.name for p in written)} to {out / 'results'}")
+        return 0
     start = time.perf_counter()
     summary = run_units(
         plan.units(tables), store, executors(progress=not args.no_progress),
