@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(PY) -m entropylib
+	$(PY) -m adapters.continue_train
 
 test: $(STAMP)
 	$(PY) -m ruff check .
