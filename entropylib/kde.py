@@ -33,6 +33,10 @@ the bounds (Schuster 1985):
 ``f(x) = 1/n sum_j [phi(x - x_j) + phi(x - (2 lo - x_j)) + phi(x - (2 hi - x_j))]``,
 leave-one-out dropping x_i and its images. This removes the first-order bias at the
 edges (the density's slope at an edge still leaves a smaller bias).
+
+Ties: repeated values need no policy here (a kernel sum always has positive terms), so
+``ties="raise"`` does not object to them; ``ties="jitter"`` still dequantizes, and constant
+columns follow :func:`entropylib.estimate`'s rule.
 """
 
 from __future__ import annotations
