@@ -147,3 +147,41 @@ def test_embedded_default_end_to_end_short(tmp_path, capsys):
     assert float(before.group(1)) > 30
     state = load_checkpoint(tmp_path / "demo" / "checkpoint.pt")
     assert state["step"] == 2 and state["config"]["criterion"] == "e2mc"
+
+
+def _official(method: str) -> tuple[dict, dict[str, dict]]:
+    """A synthetic release with the exact official layout (ResNet-18 trunk, small heads)."""
+    from adapters.methods.simsiam import predictor
+    from adapters.methods.simsiam import projector as simsiam_projector
+
+    trunk = build_backbone("resnet18").state_dict()
+    if method == "swav":
+        head = projection_head(512, 32, 16).state_dict()
+        prototypes = torch.nn.functional.normalize(torch.randn(10, 16), dim=1)
+        obj = {f"module.{k}": v for k, v in trunk.items()}
+        obj.update({f"module.projection_head.{k}": v for k, v in head.items()})
+        obj["module.prototypes.weight"] = prototypes
+        return obj, {"projection_head": head, "prototypes": {"weight": prototypes}}
+    proj, pred = simsiam_projector(512, 64).state_dict(), predictor(64, 16).state_dict()
+    state = {f"module.encoder.{k}": v for k, v in trunk.items()}
+    state.update({f"module.encoder.fc.{k}": v for k, v in proj.items()})
+    state.update({f"module.predictor.{k}": v for k, v in pred.items()})
+    return {"epoch": 100, "arch": "resnet18", "state_dict": state, "optimizer": {}}, {
+        "projector": proj, "predictor": pred}
+
+
+@pytest.mark.parametrize("method", ["swav", "simsiam"])
+def test_continue_from_official_swav_and_simsiam(method, tmp_path, capsys):
+    obj, heads = _official(method)
+    torch.save(obj, tmp_path / "official.pth")
+    extra = ["--view-option", "n_local_crops=2"] if method == "swav" else []
+    code = main(["--method", method, "--checkpoint", str(tmp_path / "official.pth"),
+                 "--backbone", "resnet18", "--dataset", "fake", "--batch-size", "8",
+                 "--max-steps", "1", "--no-progress", "--lr", "1e-12", *extra,
+                 "--out", str(tmp_path / "run")])
+    assert code == 0, capsys.readouterr().err
+    saved = load_checkpoint(tmp_path / "run" / "checkpoint.pt")["model"]["heads"]
+    for name, state in heads.items():
+        for key, value in state.items():
+            if value.is_floating_point() and "running" not in key:
+                torch.testing.assert_close(saved[f"{name}.{key}"], value)
