@@ -13,7 +13,8 @@ memory is measured per contender) on the same seeded data, with 2 threads:
 * ``matmul floor``: one ``queries @ bank.T`` in numpy on the normalised arrays (the product
   every exact method must compute; 2.4 GB of output, no top-k at all).
 
-Reported: median wall time of ``--repeats`` runs, ratios to the floor and to scikit-learn,
+Repeats are interleaved: each (repeat, contender) runs in a fresh process in turn. Reported:
+median wall time of ``--repeats`` runs, ratios to the floor and to scikit-learn,
 peak resident memory above the data (ru_maxrss after minus before the timed calls), and the
 number of queries whose predicted class differs from scikit-learn's.
 
@@ -115,23 +116,28 @@ def main() -> None:
     if args.worker:
         worker(args.worker, args.repeats, args.bank, args.queries, Path(args.out))
         return
-    results = {}
+    results = {name: {"times": [], "peak_mb": 0.0} for name in CONTENDERS}
+    # repeats are interleaved (one fresh process per contender and repeat), so that changes in
+    # the load of the shared machine hit every contender alike
     with tempfile.TemporaryDirectory() as tmp:
-        for i, name in enumerate(CONTENDERS):
-            out = Path(tmp) / f"c{i}.json"
-            subprocess.run(
-                [sys.executable, __file__, "--worker", name, "--out", str(out),
-                 "--repeats", str(args.repeats), "--bank", str(args.bank),
-                 "--queries", str(args.queries)],
-                check=True,
-            )
-            info = json.loads(out.read_text())
-            with np.load(out.with_suffix(".npz")) as z:
-                info["preds"] = {k: z[k] for k in z.files}
-            info["median"] = float(np.median(info["times"]))
-            results[name] = info
-            print(f"{name:>15}: median {info['median']:.2f} s of {info['times']}, "
-                  f"peak +{info['peak_mb']:.0f} MB", flush=True)
+        for rep in range(args.repeats):
+            for i, name in enumerate(CONTENDERS):
+                out = Path(tmp) / f"c{i}.json"
+                subprocess.run(
+                    [sys.executable, __file__, "--worker", name, "--out", str(out),
+                     "--repeats", "1", "--bank", str(args.bank), "--queries", str(args.queries)],
+                    check=True,
+                )
+                info = json.loads(out.read_text())
+                res = results[name]
+                res["times"] += info["times"]
+                res["peak_mb"] = max(res["peak_mb"], info["peak_mb"])
+                with np.load(out.with_suffix(".npz")) as z:
+                    res["preds"] = {k: z[k] for k in z.files}
+                print(f"repeat {rep}: {name:>24}: {info['times'][0]:.2f} s, "
+                      f"peak +{info['peak_mb']:.0f} MB, load {os.getloadavg()[0]:.1f}", flush=True)
+    for info in results.values():
+        info["median"] = float(np.median(info["times"]))
     floor = results["matmul floor"]["median"]
     sk20 = results["sklearn k=20"]["median"]
     sk_both = sk20 + results["sklearn k=200"]["median"]

@@ -12,8 +12,9 @@ Two search backends give the same answer:
 
 Queries go through the index in chunks of ``chunk_size`` rows (default 4096, faiss's own query
 block), so the working memory is about ``chunk_size * (k + 1)`` neighbours (plus
-``chunk_size * n_bank`` similarities for "brute") whatever the number of queries; the index
-holds one normalised float32 copy of the bank.
+``chunk_size * n_bank`` similarities for "brute") plus a 4096 x 4096 float32 similarity
+block, whatever the number of queries; the index holds one normalised float32 copy of the bank,
+built block by block.
 
 Ties are broken the same way in both backends: neighbours are ordered by decreasing similarity
 and then by increasing bank index, and classes by decreasing vote and then by increasing class
@@ -27,7 +28,7 @@ bit; pairs closer than that are not ties for either backend and may rank differe
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,7 +37,8 @@ import numpy as np
 from evaluation.inputs import as_features, as_labels, check_same_width
 
 BACKENDS = ("auto", "faiss", "brute")
-#: bank rows per faiss similarity block (memory: 4096 queries x BANK_BLOCK float32)
+#: bank rows per block: normalised and added to the index one block at a time, and faiss's
+#: similarity block during search (memory: 4096 queries x BANK_BLOCK float32 = 64 MB)
 BANK_BLOCK = 4096
 
 Searcher = Callable[[np.ndarray, int], tuple[np.ndarray, np.ndarray]]
@@ -108,15 +110,14 @@ def knn_neighbors(
     check_same_width(bank_arr, query_arr, ("bank", "queries"))
     k = _clamp_k([k], bank_arr.shape[0])[0]
     _check_chunk(chunk_size)
-    if normalize:
-        bank_arr, query_arr = l2_normalize(bank_arr), l2_normalize(query_arr)
-    search = _make_searcher(bank_arr, backend)
+    search = _make_searcher(bank_arr, backend, normalize=normalize)
     sims = np.empty((query_arr.shape[0], k), dtype=np.float32)
     idx = np.empty((query_arr.shape[0], k), dtype=np.int64)
     for start in range(0, query_arr.shape[0], chunk_size):
         stop = start + chunk_size
+        q = query_arr[start:stop]
         sims[start:stop], idx[start:stop] = _search_chunk(
-            search, query_arr[start:stop], k, bank_arr.shape[0]
+            search, l2_normalize(q) if normalize else q, k, bank_arr.shape[0]
         )
     return sims, idx
 
@@ -181,15 +182,12 @@ def knn_accuracy(
         raise ValueError(
             f"num_classes={num_classes} but the labels go up to {max(bank_y.max(), query_y.max())}"
         )
-    n_bank = bank.shape[0]
-    search = _make_searcher(l2_normalize(bank), backend)
-    # the index holds its own copy of the normalised bank; keep no other one alive
-    del bank
-    queries = l2_normalize(queries)
+    search = _make_searcher(bank, backend, normalize=True)
     n_top = min(5, n_cls)
     preds = {kk: np.empty((len(queries), n_top), dtype=np.int64) for kk in ks}
     for start in range(0, len(queries), chunk_size):
-        sims, idx = _search_chunk(search, queries[start : start + chunk_size], ks[-1], n_bank)
+        q = l2_normalize(queries[start : start + chunk_size])
+        sims, idx = _search_chunk(search, q, ks[-1], len(bank))
         for kk in ks:
             scores = class_votes(sims[:, :kk], bank_y[idx[:, :kk]], n_cls, temperature)
             preds[kk][start : start + len(sims)] = _top_classes(scores, n_top)
@@ -247,7 +245,7 @@ def _check_chunk(chunk_size: int) -> None:
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
 
 
-def _make_searcher(bank: np.ndarray, backend: str) -> Searcher:
+def _make_searcher(bank: np.ndarray, backend: str, *, normalize: bool) -> Searcher:
     if backend not in BACKENDS:
         raise ValueError(f"unknown kNN backend {backend!r}; expected one of {BACKENDS}")
     if backend == "auto":
@@ -257,22 +255,35 @@ def _make_searcher(bank: np.ndarray, backend: str) -> Searcher:
             backend = "brute"
         else:
             backend = "faiss"
-    return _faiss_searcher(bank) if backend == "faiss" else _brute_searcher(bank)
+    blocks = _bank_blocks(bank, normalize)
+    return _faiss_searcher(blocks, bank.shape[1]) if backend == "faiss" else _brute_searcher(blocks)
 
 
-def _faiss_searcher(bank: np.ndarray) -> Searcher:
+def _bank_blocks(bank: np.ndarray, normalize: bool) -> Iterator[np.ndarray]:
+    """The (normalised) bank in row blocks: both backends see bit-identical rows, and the
+    index is filled without a second full-size copy of the bank."""
+    for start in range(0, bank.shape[0], BANK_BLOCK):
+        block = bank[start : start + BANK_BLOCK]
+        yield l2_normalize(block) if normalize else np.ascontiguousarray(block, dtype=np.float32)
+
+
+def _faiss_searcher(blocks: Iterator[np.ndarray], dim: int) -> Searcher:
     import faiss
 
-    index = faiss.IndexFlatIP(bank.shape[1])
+    index = faiss.IndexFlatIP(dim)
     # GPU faiss only searches k <= 2048; larger k stays on the CPU index.
-    gpu_index = None
+    gpu_res = gpu_index = None
     if hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0:
-        gpu_index = faiss.index_cpu_to_gpu(faiss.StandardGpuResources(), 0, index)
-        gpu_index.add(bank)
-    index.add(bank)
+        gpu_res = faiss.StandardGpuResources()
+        gpu_index = faiss.index_cpu_to_gpu(gpu_res, 0, faiss.IndexFlatIP(dim))
+    for block in blocks:
+        index.add(block)
+        if gpu_index is not None:
+            gpu_index.add(block)
 
     def search(q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        use = gpu_index if gpu_index is not None and k <= 2048 else index
+        # gpu_res must live as long as gpu_index does
+        use = gpu_index if gpu_res is not None and k <= 2048 else index
         # faiss multiplies 4096-query blocks by bank blocks of `distance_compute_blas_database_bs`
         # rows (default 1024); 4096 was ~10% faster here (benchmarks/results/evaluation.md) for
         # a 64 MB block. The global setting is restored after the call.
@@ -289,7 +300,9 @@ def _faiss_searcher(bank: np.ndarray) -> Searcher:
     return search
 
 
-def _brute_searcher(bank: np.ndarray) -> Searcher:
+def _brute_searcher(blocks: Iterator[np.ndarray]) -> Searcher:
+    bank = np.concatenate(list(blocks))
+
     def search(q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         sims = q @ bank.T
         if k < sims.shape[1]:
