@@ -59,6 +59,7 @@ from evaluation.subsets import (
     write_subset_file,
 )
 from evaluation.training import TrainResult
+from evaluation.transfer import transfer_probe
 
 __all__ = [
     "KNNResult",
@@ -96,6 +97,7 @@ __all__ = [
     "subset_from_names",
     "topk_accuracy",
     "total_correlation",
+    "transfer_probe",
     "uniformity",
     "validation_split",
     "write_report",

@@ -123,3 +123,22 @@ def test_finetune_trains_the_trunk_and_selects_on_validation():
     with pytest.raises(ValueError, match="empty"):
         finetune(trunk, train, TensorDataset(torch.zeros(0, 4), torch.zeros(0)), test,
                  num_classes=2)
+
+
+def test_transfer_probe_equals_linear_probe_on_the_encoded_target():
+    from evaluation.transfer import transfer_probe
+
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(300, 1, 3, 3, generator=g)
+    y = (x[:, 0, 0, 0] > x[:, 0, 1, 1]).long()
+    torch.manual_seed(3)
+    encoder = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(9, 6))
+    res = transfer_probe(encoder, TensorDataset(x[:200], y[:200]),
+                         TensorDataset(x[200:], y[200:]), Cs=(0.1, 1.0), seed=2)
+    with torch.no_grad():
+        z = encoder(x).numpy()
+    direct = linear_probe(z[:200], y[:200].numpy(), z[200:], y[200:].numpy(), Cs=(0.1, 1.0),
+                          seed=2)
+    assert res.C == direct.C
+    assert res.top1 == pytest.approx(direct.top1)
+    assert res.top1 >= 0.8
