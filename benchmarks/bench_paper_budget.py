@@ -107,6 +107,8 @@ def main() -> None:
             continue
         model = u.config.get("model", u.config)
         n_steps = (60_000 // model["batch_size"]) * model["epochs"]
+        if model["max_steps"] is not None:
+            n_steps = min(n_steps, model["max_steps"])
         crit = u.config.get("criterion", "none")
         train_s += n_steps * steps[(model["method"], "e2mc" if crit != "none" else "none")]
     n_cs = len(exp.protocol("linear").option("Cs")) + 1  # candidates + refit

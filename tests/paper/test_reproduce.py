@@ -87,5 +87,12 @@ def test_estimate_counts_steps_and_protocols():
     for u in training:
         model = u.config.get("model", u.config)
         steps = (60_000 // model["batch_size"]) * model["epochs"]
+        if model["max_steps"] is not None:
+            steps = min(steps, model["max_steps"])
         by_hand += steps * STEP_SECONDS[model["method"]] * model["batch_size"] / 256
     assert estimate_seconds(training) == pytest.approx(by_hand)
+    # continued runs are capped at 5% of the pretraining steps
+    cont = [u for u in training if u.kind == "continue"]
+    assert {u.config["max_steps"] for u in cont} == {
+        round(0.05 * cfg.PRETRAIN_EPOCHS * (60_000 // 256))
+    }
