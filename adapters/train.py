@@ -353,7 +353,9 @@ def _load_start(
         backbone = build_backbone(config.backbone, in_channels=info.channels)
         heads = method(backbone.feature_dim, **config.head_options)
         return SSLModel(backbone, heads), 0, {"start": "random"}
-    obj = checkpoints.load_checkpoint(config.checkpoint)
+    # stand_ins: official releases (VICReg's full checkpoint) pickle training-script functions
+    # into their optimizer state; they are read as inert placeholders, never run.
+    obj = checkpoints.load_checkpoint(config.checkpoint, stand_ins=True)
     if isinstance(obj, Mapping) and obj.get("format") == CHECKPOINT_FORMAT:
         meta = obj["meta"]
         if meta["method"] != config.method:
