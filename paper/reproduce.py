@@ -49,7 +49,6 @@ EVAL_SECONDS = {"linear": 10.0, "knn": 5.0, "semisup": 40.0, "transfer": 3.0,
                 "diagnostics": 10.0}
 #: CPU seconds of the features of 70,000 images (measured: 45.9 s)
 FEATURE_SECONDS = 46.0
-STEPS_PER_EPOCH = 60_000 // 256
 
 
 def estimate_seconds(units: Sequence[Unit]) -> float:
