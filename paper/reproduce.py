@@ -34,21 +34,19 @@ log = logging.getLogger("paper")
 PAPER_DIR = Path(__file__).resolve().parent
 TABLE_NAMES = ("table1", "table2", "ablation")
 
-#: CPU seconds per optimizer step at batch 256 (augmentation + forward + backward), measured
-#: with ``benchmarks/bench_paper_budget.py`` on this 2-core machine while other jobs ran (load
-#: 7-9): the mean of the runs with and without E2MC (see benchmarks/results/paper.md). A busy
-#: machine inflates CPU time too (one run taken at a quieter moment gave 0.71 s for SimSiam),
-#: so these are upper estimates; wall time on an idle machine is about the CPU time, since
-#: augmentation runs on one core.
-STEP_SECONDS = {"vicreg": 2.8, "swav": 3.6, "simsiam": 1.75}
-#: CPU seconds of one evaluation unit of the full configuration: probe fits measured by the
-#: same script (1.2 s per L-BFGS fit on 54,000 rows, 6 fits per fraction), the others
-#: estimated from it and from the quick run (kNN, transfer, diagnostics) and, for semisup, from
-#: the step time (1% of the labels x 20 epochs is about 45 steps of 256 images + one test pass).
-EVAL_SECONDS = {"linear": 10.0, "knn": 5.0, "semisup": 40.0, "transfer": 3.0,
+#: Wall seconds per optimizer step at batch 256 (augmentation + forward + backward) on this
+#: 2-core machine when it was nearly idle (load 1.1), measured with
+#: ``benchmarks/bench_paper_budget.py``: the mean of the runs with and without E2MC (see
+#: benchmarks/results/paper.md). Under load from other jobs steps were 3-10x slower.
+STEP_SECONDS = {"vicreg": 0.57, "swav": 1.15, "simsiam": 0.51}
+#: Seconds of one evaluation unit of the full configuration: probe fits measured by the same
+#: script (1.3 s per L-BFGS fit on 54,000 rows; 6 fits per label fraction), semisup from the
+#: step time (1% of the labels x 20 epochs is about 45 single-view steps + one test pass), the
+#: others rounded up from the quick run.
+EVAL_SECONDS = {"linear": 10.0, "knn": 5.0, "semisup": 30.0, "transfer": 3.0,
                 "diagnostics": 10.0}
-#: CPU seconds of the features of 70,000 images (measured: 45.9 s)
-FEATURE_SECONDS = 46.0
+#: CPU seconds of the features of 70,000 images (measured: 24.9 s)
+FEATURE_SECONDS = 25.0
 
 
 def estimate_seconds(units: Sequence[Unit]) -> float:

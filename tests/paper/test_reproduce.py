@@ -91,8 +91,8 @@ def test_estimate_counts_steps_and_protocols():
             steps = min(steps, model["max_steps"])
         by_hand += steps * STEP_SECONDS[model["method"]] * model["batch_size"] / 256
     assert estimate_seconds(training) == pytest.approx(by_hand)
-    # continued runs are capped at 5% of the pretraining steps
+    # continued runs are capped at 10% of the pretraining steps
     cont = [u for u in training if u.kind == "continue"]
     assert {u.config["max_steps"] for u in cont} == {
-        round(0.05 * cfg.PRETRAIN_EPOCHS * (60_000 // 256))
+        round(0.10 * cfg.PRETRAIN_EPOCHS * (60_000 // 256))
     }
