@@ -39,16 +39,20 @@ _E2MC_FIELDS = ("transform", "ent_coeff", "cov_coeff", "m", "eps")
 
 
 def _train(unit: Unit, folder: Path, config_fields: dict[str, Any], progress: bool) -> dict:
-    from adapters.train import TrainConfig, train
+    from adapters.train import TrainConfig, TrainingInterrupted, train
 
     out = folder / TRAIN_DIR
     checkpoint = out / "checkpoint.pt"
     config = TrainConfig(out=str(out), save_every=SAVE_EVERY, progress=progress, **config_fields)
-    if checkpoint.is_file():
-        log.info("resuming %s from %s", unit.label, checkpoint)
-        result = train(config, resume=str(checkpoint))
-    else:
-        result = train(config)
+    try:
+        if checkpoint.is_file():
+            log.info("resuming %s from %s", unit.label, checkpoint)
+            result = train(config, resume=str(checkpoint))
+        else:
+            result = train(config)
+    except TrainingInterrupted as err:
+        # Ctrl-C / SIGTERM: the checkpoint is on disk; stop the whole reproduction, not the unit
+        raise KeyboardInterrupt(str(err)) from err
     summary = _metrics_summary(out / "metrics.jsonl")
     return {
         "artifacts": [CHECKPOINT, BACKBONE],

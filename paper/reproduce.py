@@ -153,10 +153,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"wrote {', '.join(p.name for p in written)} to {out / 'results'}")
         return 0
     start = time.perf_counter()
-    summary = run_units(
-        plan.units(tables), store, executors(progress=not args.no_progress),
-        progress=not args.no_progress,
-    )
+    try:
+        summary = run_units(
+            plan.units(tables), store, executors(progress=not args.no_progress),
+            progress=not args.no_progress,
+        )
+    except KeyboardInterrupt:
+        print("interrupted: finished units are stored and a training unit keeps its "
+              "checkpoint; run the same command again to continue", file=sys.stderr)
+        return 130
     written = write_results(plan, store, out / "results", command=command)
     message = (
         f"ran {len(summary.ran)} units, reused {len(summary.reused)}, failed "
