@@ -126,11 +126,8 @@ def vasicek(
     True
     """
     xp = array_namespace(x)
-    x = _jitter(x, ties, seed)
     n = x.shape[0]
-    s = sort_columns(x)
-    gaps = _padded(s, m, xp) - _padded(s, -m, xp)
-    gaps = validation.apply_tie_policy(gaps, ties, _span_floor(s, ties))
+    gaps = _two_sided_gaps(x, m, ties, seed, xp)
     h = _column_mean(xp.log(n / (2 * m) * gaps), xp)
     if bias_correction:
         h = h - vasicek_uniform_bias(n, m)
@@ -165,11 +162,8 @@ def ebrahimi(x: Any, *, m: int, ties: str = "raise", seed: int = 0) -> Any:
     True
     """
     xp = array_namespace(x)
-    x = _jitter(x, ties, seed)
     n = x.shape[0]
-    s = sort_columns(x)
-    gaps = _padded(s, m, xp) - _padded(s, -m, xp)
-    gaps = validation.apply_tie_policy(gaps, ties, _span_floor(s, ties))
+    gaps = _two_sided_gaps(x, m, ties, seed, xp)
     i = np.arange(1, n + 1, dtype=np.float64)
     c = np.full(n, 2.0)
     c[i <= m] = 1 + (i[i <= m] - 1) / m
@@ -235,6 +229,13 @@ def _column_mean(v: Any, xp: Any) -> Any:
             rows = rows.expand(2, k)
         return xp.sum(rows, axis=1)[:d] / k
     return np.ascontiguousarray(v.T).sum(axis=1) / k
+
+
+def _two_sided_gaps(x: Any, m: int, ties: str, seed: int, xp: Any) -> Any:
+    """Padded spacings ``x_(i+m) - x_(i-m)``, i = 1..n, after the tie policy (Vasicek, Ebrahimi)."""
+    s = sort_columns(_jitter(x, ties, seed))
+    gaps = _padded(s, m, xp) - _padded(s, -m, xp)
+    return validation.apply_tie_policy(gaps, ties, _span_floor(s, ties))
 
 
 def _padded(s: Any, shift: int, xp: Any) -> Any:
