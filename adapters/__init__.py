@@ -12,15 +12,18 @@ from typing import Any
 
 from torch import nn
 
-__all__ = ["load_encoder"]
+__all__ = ["FEATURES", "load_encoder"]
 
 #: metadata keys every encoder comes with
 ENCODER_META = ("method", "backbone", "dataset", "in_channels", "image_size", "mean", "std",
                 "epoch")
+#: what ``load_encoder`` can return: the backbone, or the backbone followed by the head whose
+#: output the training criteria see (VICReg expander, SwAV projection head, SimSiam projector)
+FEATURES = ("backbone", "projector")
 
 
 def load_encoder(
-    path: str | os.PathLike[str], *, map_location: str = "cpu"
+    path: str | os.PathLike[str], *, map_location: str = "cpu", features: str = "backbone"
 ) -> tuple[nn.Module, dict[str, Any]]:
     """The backbone of a training checkpoint or backbone export, in eval mode, with metadata.
 
@@ -28,7 +31,12 @@ def load_encoder(
     ``backbone.pt`` export (a bare torchvision-named state dict with its ``.json`` side file).
     The metadata dict holds ``method``, ``backbone``, ``dataset``, ``in_channels``,
     ``image_size``, ``mean``, ``std`` (the normalisation the encoder was trained with) and
-    ``epoch``.
+    ``epoch``, plus ``features``.
+
+    ``features="projector"`` returns ``nn.Sequential(backbone, head)`` with the method's
+    embedding head (VICReg expander, SwAV projection head before L2 normalisation, SimSiam
+    projector): the tensor E2MC and the other criteria act on. It needs a ``checkpoint.pt``;
+    a backbone export holds no heads.
 
     Examples
     --------
@@ -40,6 +48,8 @@ def load_encoder(
     from adapters.checkpoints import CheckpointError, load_checkpoint, load_export_metadata
     from adapters.train import CHECKPOINT_FORMAT
 
+    if features not in FEATURES:
+        raise ValueError(f"features must be one of {FEATURES}, got {features!r}")
     obj = load_checkpoint(path, map_location)
     if obj.get("format") == CHECKPOINT_FORMAT:
         meta = {**obj["meta"], "epoch": obj["epoch"]}
@@ -58,5 +68,17 @@ def load_encoder(
         raise CheckpointError(f"{os.fspath(path)!r}: metadata lacks {missing}")
     encoder = build_backbone(meta["backbone"], in_channels=meta["in_channels"])
     encoder.load_state_dict(state, strict=True)
+    if features == "projector":
+        if obj.get("format") != CHECKPOINT_FORMAT:
+            raise CheckpointError(
+                f"{os.fspath(path)!r} is a backbone export without heads; projector features "
+                "need the run's checkpoint.pt"
+            )
+        from adapters.methods import METHODS
+
+        method = METHODS[meta["method"]]
+        heads = method(encoder.feature_dim, **obj["config"]["head_options"])
+        heads.load_state_dict(obj["model"]["heads"], strict=True)
+        encoder = nn.Sequential(encoder, getattr(heads, method.embedding_head))
     encoder.to(map_location)
-    return encoder.eval(), {k: meta[k] for k in ENCODER_META}
+    return encoder.eval(), {**{k: meta[k] for k in ENCODER_META}, "features": features}

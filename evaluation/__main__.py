@@ -86,6 +86,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", action="append", required=True, help="repeat per model")
     p.add_argument("--name", action="append", help="display name per checkpoint (same order)")
     p.add_argument("--dataset", required=True)
+    p.add_argument("--features", default="backbone", choices=("backbone", "projector"),
+                   help="evaluate backbone features, or the projector output the criteria see "
+                   "(needs checkpoint.pt files)")
     p.add_argument("--data-root", default=None)
     p.add_argument("--protocols", default="knn,linear,diagnostics,separability",
                    help=f"comma list of {','.join(PROTOCOLS)}")
@@ -130,10 +133,10 @@ def _subset_lists(items: Sequence[str]) -> dict[float, str]:
     return lists
 
 
-def _load_encoder(path: str) -> tuple[Any, dict]:
+def _load_encoder(path: str, features: str = "backbone") -> tuple[Any, dict]:
     import adapters
 
-    return adapters.load_encoder(path)
+    return adapters.load_encoder(path, features=features)
 
 
 def _model_view(info: Any, meta: dict, path: str) -> Any:
@@ -176,9 +179,11 @@ class _Run:
         from adapters.data import dataset_info, eval_transform, load_dataset
 
         self.args, self.path = args, path
-        self.model, self.meta = _load_encoder(path)
+        self.model, self.meta = _load_encoder(path, args.features)
         self.info = _model_view(dataset_info(args.dataset), self.meta, path)
-        self.fingerprint = checkpoint_fingerprint(path, content_hash=not args.fast_hash)
+        # the same file gives other features through the projector: part of the cache key
+        fingerprint = checkpoint_fingerprint(path, content_hash=not args.fast_hash)
+        self.fingerprint = f"{fingerprint}:{args.features}"
         self.eval_tf = eval_transform(self.info)
         self.aug_tf = probe_train_transform(self.info)
         self._load, self._subset = load_dataset, Subset
@@ -376,7 +381,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.cache_dir = args.cache_dir or os.fspath(out / "feature_cache")
     results, metas, test_feats, profiles = {}, {}, {}, {}
     for name, path in zip(names, args.checkpoint, strict=True):
-        run = _Run(args, path)
+        try:
+            run = _Run(args, path)
+        except (FileNotFoundError, ValueError) as err:  # CheckpointError is a ValueError
+            print(f"python -m evaluation: error: {path}: {err}", file=sys.stderr)
+            return 2
         results[name] = evaluate_checkpoint(run, protocols, fractions, args)
         metas[name] = {"path": path, "fingerprint": run.fingerprint, **run.meta}
         test_feats[name] = (run.xte, run.yte)

@@ -68,6 +68,9 @@ class MethodAdapter(nn.Module):
     name: ClassVar[str]
     defaults: ClassVar[MethodDefaults]
     official_layouts: ClassVar[tuple[str, ...]]
+    #: attribute name of the head whose output the criteria see (METHOD.md section 2); it is
+    #: what ``adapters.load_encoder(path, features="projector")`` appends to the backbone
+    embedding_head: ClassVar[str]
 
     @classmethod
     def head_options(cls, options: Mapping[str, Any] | None) -> dict[str, Any]:

@@ -74,6 +74,7 @@ class SimSiam(MethodAdapter):
         head_options={"dim": None, "pred_dim": None},
     )
     official_layouts = ("simsiam",)
+    embedding_head = "projector"
 
     def __init__(self, feature_dim: int, **options) -> None:
         super().__init__()

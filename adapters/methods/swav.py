@@ -66,6 +66,7 @@ class SwAV(MethodAdapter):
         },
     )
     official_layouts = ("swav",)
+    embedding_head = "projection_head"
 
     def __init__(self, feature_dim: int, **options) -> None:
         super().__init__()

@@ -59,6 +59,7 @@ class VICReg(MethodAdapter):
                       "vicreg_cov_coeff": 1.0},
     )
     official_layouts = ("vicreg_full", "vicreg_backbone")
+    embedding_head = "projector"
 
     def __init__(self, feature_dim: int, **options) -> None:
         super().__init__()

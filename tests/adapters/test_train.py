@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from adapters import load_encoder
-from adapters.checkpoints import load_checkpoint, save_checkpoint
+from adapters.checkpoints import CheckpointError, load_checkpoint, save_checkpoint
 from adapters.methods import METHODS
 from adapters.optim import LARS, lars_param_groups, lr_at
 from adapters.train import (
@@ -22,7 +22,7 @@ from adapters.train import (
     train,
 )
 from entropylib.criteria import CRITERIA
-from tests.adapters.train_helpers import one_thread, tiny_config  # noqa: F401
+from tests.adapters.train_helpers import TINY_HEADS, one_thread, tiny_config  # noqa: F401
 
 
 @pytest.fixture(scope="module")
@@ -213,3 +213,37 @@ def test_tensorboard_is_written_or_a_clear_error(tmp_path):
     else:
         assert train(config).step == 2
         assert any((tmp_path / "run" / "tensorboard").iterdir())
+
+
+#: the head whose output E2MC sees, per METHOD.md section 2, and its width in TINY_HEADS
+EMBEDDING_HEADS = {"vicreg": ("projector", "expander_dim"),
+                   "swav": ("projection_head", "out_dim"),
+                   "simsiam": ("projector", "dim")}
+
+
+@pytest.mark.parametrize("method", sorted(METHODS))
+def test_load_encoder_projector_features(method, base_checkpoints):
+    path = base_checkpoints[method]
+    state = load_checkpoint(path)
+    model, meta = load_encoder(path, features="projector")
+    assert meta["features"] == "projector"
+    backbone, _ = load_encoder(path)
+    heads = METHODS[method](backbone.feature_dim, **state["config"]["head_options"])
+    heads.load_state_dict(state["model"]["heads"])
+    attr, width = EMBEDDING_HEADS[method]
+    head = getattr(heads, attr).eval()
+    x = torch.randn(4, 3, 32, 32)
+    with torch.no_grad():
+        expected = head(backbone(x))
+        assert torch.equal(model(x), expected)
+    assert expected.shape == (4, TINY_HEADS[method][width])
+
+
+def test_load_encoder_projector_needs_heads(base_checkpoints, tmp_path):
+    result = train(tiny_config(tmp_path / "run", "vicreg", mode="continue",
+                               checkpoint=str(base_checkpoints["vicreg"]), backbone=None,
+                               max_steps=1))
+    with pytest.raises(CheckpointError, match="without heads"):
+        load_encoder(result.backbone, features="projector")
+    with pytest.raises(ValueError, match="features must be one of"):
+        load_encoder(result.checkpoint, features="expander")

@@ -99,3 +99,25 @@ def test_subset_list_selects_exactly_the_listed_images(tmp_path):
         assert sorted(names) == sorted(listed)
     with pytest.raises(SystemExit):
         main(argv[:-4] + ["--subset-list", "30", "--out", str(out)])
+
+
+def test_projector_features_come_from_the_run_checkpoint(tmp_path, capsys):
+    from adapters.train import TrainConfig, train
+
+    run = train(TrainConfig(out=str(tmp_path / "run"), mode="pretrain", method="vicreg",
+                            backbone="small_cnn", dataset="digits", batch_size=16, max_steps=1,
+                            head_options={"expander_dim": 24}, progress=False))
+    common = ["--dataset", "digits", "--max-train", "60", "--max-test", "20",
+              "--out", str(tmp_path / "report")]
+    widths = {}
+    for features in ("backbone", "projector"):
+        args = build_parser().parse_args(
+            ["--checkpoint", str(run.checkpoint), "--features", features, *common])
+        args.cache_dir = str(tmp_path / "cache")  # main() fills this in
+        widths[features] = _Run(args, str(run.checkpoint)).xtr.shape[1]
+    assert widths == {"backbone": build_backbone("small_cnn", in_channels=1).feature_dim,
+                      "projector": 24}
+    # a backbone export has no heads: a clear error, not backbone features under another name
+    assert main(["--checkpoint", str(run.backbone), "--features", "projector",
+                 "--protocols", "knn", "--no-progress", *common]) != 0
+    assert "without heads" in capsys.readouterr().err
