@@ -28,6 +28,11 @@ from typing import Any
 #: where the commands expect things; change them on your cluster
 IMAGENET = "/data/imagenet"  # ImageFolder layout with train/ and val/
 CHECKPOINTS = "/data/checkpoints"
+#: SimCLR's fixed ImageNet label subsets (one image file name per line)
+SUBSET_LISTS = {
+    1: "/data/imagenet/subsets/1percent.txt",
+    10: "/data/imagenet/subsets/10percent.txt",
+}
 RUNS = "runs/imagenet"
 
 
@@ -119,6 +124,7 @@ def eval_command(recipe: Recipe) -> list[str]:
         "--dataset", "imagefolder", "--data-root", IMAGENET,
         "--protocols", "sgd-linear,semisup,knn,diagnostics",
         "--fractions", "1,10,100", "--seeds", "1",
+        *(arg for pct, path in SUBSET_LISTS.items() for arg in ("--subset-list", f"{pct}={path}")),
         "--out", f"{RUNS}/{recipe.name}_eval",
     ]
 
