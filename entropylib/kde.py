@@ -34,6 +34,11 @@ the bounds (Schuster 1985):
 leave-one-out dropping x_i and its images. This removes the first-order bias at the
 edges (the density's slope at an edge still leaves a smaller bias).
 
+Heavy tails: a bandwidth scaled by the sample covariance is far too wide when the variance is
+dominated by a few extreme values: on six Cauchy samples of n = 5000 the estimate was 0.3 to
+2.5 nats too high, varying with the most extreme draws. Use a spacing or kNN estimator for
+heavy-tailed data.
+
 Ties: repeated values need no policy here (a kernel sum always has positive terms), so
 ``ties="raise"`` does not object to them; ``ties="jitter"`` still dequantizes, and constant
 columns follow :func:`entropylib.estimate`'s rule.
