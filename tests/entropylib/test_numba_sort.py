@@ -95,7 +95,8 @@ def test_signed_zeros_give_zero_gaps():
 
 def test_threaded_columns_equal_np_sort():
     """Enough values for the threaded path (blocks of columns sorted in threads)."""
-    x = np.random.default_rng(3).standard_cauchy((nk.RADIX_MIN_N, 64))
+    n = max(nk.RADIX_MIN_N, nk.PARALLEL_SIZE // 64)
+    x = np.random.default_rng(3).standard_cauchy((n, 64))
     x[::7] = np.round(x[::7])  # ties
     assert x.size >= nk.PARALLEL_SIZE
     np.testing.assert_array_equal(nk._sorted_rows(x), np.sort(x, axis=0).T, strict=True)
