@@ -333,7 +333,7 @@ def _sort_rows(rows: np.ndarray) -> None:
     """Sort the rows of a C-contiguous float32/float64 (d, n) array in place (releases the GIL).
 
     Rows of at least ``RADIX_MIN_N`` values go through :func:`_radix_sort_rows`, shorter ones
-    through numpy's sort, whichever measured faster (benchmarks/results/spacings.md).
+    through numpy's sort, whichever measured faster (see ``RADIX_MIN_N``).
     """
     if rows.shape[1] < RADIX_MIN_N:
         rows.sort(axis=1)
