@@ -12,6 +12,7 @@ from scipy.special import logsumexp
 
 import entropylib
 from entropylib.kde import bandwidth_factor, log_kernel_sums
+from tests.entropylib.correlated_normals import ar1_covariance
 
 BACKENDS = ("numpy", "numba", "torch")
 
@@ -305,12 +306,6 @@ def test_documented_boundary_bias():
     u = entropylib.estimate(rng.uniform(size=(1000, 20)), "kde").mean()
     e = entropylib.estimate(rng.exponential(size=(1000, 20)), "kde").mean() - 1.0
     assert 0.045 < u < 0.085 and 0.08 < e < 0.14
-
-
-def ar1_covariance(d, rho):
-    i = np.arange(d)
-    sd = np.linspace(0.5, 2.0, d)
-    return rho ** np.abs(i[:, None] - i[None, :]) * np.outer(sd, sd)
 
 
 @pytest.mark.parametrize("d", [2, 3, 4, 5])

@@ -12,6 +12,7 @@ from scipy.special import digamma
 
 import entropylib
 from entropylib.knn import log_unit_ball_volume
+from tests.entropylib.correlated_normals import ar1_covariance
 
 NORMS = ("max", "euclidean")
 
@@ -290,12 +291,6 @@ UNIVARIATE = [
 def test_univariate_closed_forms(dist):
     x = dist.rvs(size=20_000, random_state=np.random.default_rng(10))
     assert entropylib.estimate(x, "knn") == pytest.approx(dist.entropy(), abs=0.03)
-
-
-def ar1_covariance(d, rho):
-    i = np.arange(d)
-    sd = np.linspace(0.5, 2.0, d)
-    return rho ** np.abs(i[:, None] - i[None, :]) * np.outer(sd, sd)
 
 
 @pytest.mark.parametrize("d", [2, 3, 4, 5])
