@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from evaluation.figures import png_figure
 from evaluation.inputs import as_features, check_same_width
 
 
@@ -198,40 +199,25 @@ def plot_spectra(
     features: Mapping[str, Any], path: str | os.PathLike, *, max_samples: int = 5000
 ) -> None:
     """Save the normalised singular-value spectra s_k / s_1 (log scale) of several models."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5.5, 4))
-    for name, x in features.items():
-        x = as_features(x, dtype=np.float64)[:max_samples]
-        s = singular_values(x)
-        ax.semilogy(np.arange(1, s.size + 1), s / s[0], label=f"{name} (RankMe {rankme(x):.1f})")
-    ax.set_xlabel("index k")
-    ax.set_ylabel("singular value s_k / s_1")
-    ax.set_title("Singular value spectrum of the embedding")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    with png_figure(path) as (_, ax):
+        for name, x in features.items():
+            x = as_features(x, dtype=np.float64)[:max_samples]
+            s = singular_values(x)
+            label = f"{name} (RankMe {rankme(x):.1f})"
+            ax.semilogy(np.arange(1, s.size + 1), s / s[0], label=label)
+        ax.set_xlabel("index k")
+        ax.set_ylabel("singular value s_k / s_1")
+        ax.set_title("Singular value spectrum of the embedding")
+        ax.legend(fontsize=7)
 
 
 def plot_entropy_profiles(profiles: Mapping[str, np.ndarray], path: str | os.PathLike) -> None:
     """Save the sorted marginal entropy profiles of several models as a PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5.5, 4))
-    for name, h in profiles.items():
-        h = np.sort(np.asarray(h, dtype=np.float64)[np.isfinite(h)])[::-1]
-        ax.plot(np.arange(1, h.size + 1), h, label=name)
-    ax.set_xlabel("coordinate (sorted)")
-    ax.set_ylabel("marginal entropy (nats, m-spacing)")
-    ax.set_title("Marginal entropy profile")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    with png_figure(path) as (_, ax):
+        for name, h in profiles.items():
+            h = np.sort(np.asarray(h, dtype=np.float64)[np.isfinite(h)])[::-1]
+            ax.plot(np.arange(1, h.size + 1), h, label=name)
+        ax.set_xlabel("coordinate (sorted)")
+        ax.set_ylabel("marginal entropy (nats, m-spacing)")
+        ax.set_title("Marginal entropy profile")
+        ax.legend(fontsize=7)

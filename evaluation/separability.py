@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from evaluation.figures import png_figure
 from evaluation.inputs import as_features, as_labels
 from evaluation.knn import knn_neighbors
 
@@ -114,28 +115,21 @@ def plot_embeddings_2d(
 
     ``embeddings`` maps a model name to (features, labels).
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     if not embeddings:
         raise ValueError("no embeddings to plot")
-    fig, axes = plt.subplots(1, len(embeddings), figsize=(4.5 * len(embeddings), 4.2))
-    axes = np.atleast_1d(axes)
-    rng = np.random.default_rng(seed)
-    for ax, (name, (feats, labels)) in zip(axes, embeddings.items(), strict=True):
-        x = as_features(feats)
-        y = as_labels(labels, x.shape[0])
-        if x.shape[0] > max_points:
-            keep = np.sort(rng.choice(x.shape[0], max_points, replace=False))
-            x, y = x[keep], y[keep]
-        xy = embed_2d(x, method=method, seed=seed)
-        ax.scatter(xy[:, 0], xy[:, 1], c=y, cmap="tab10", s=3, alpha=0.7)
-        ax.set_title(name, fontsize=9)
-        ax.set_xticks([])
-        ax.set_yticks([])
-    fig.suptitle(f"{method.upper()} of L2-normalised features, coloured by class")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    figsize = (4.5 * len(embeddings), 4.2)
+    with png_figure(path, ncols=len(embeddings), figsize=figsize) as (fig, axes):
+        axes = np.atleast_1d(axes)
+        rng = np.random.default_rng(seed)
+        for ax, (name, (feats, labels)) in zip(axes, embeddings.items(), strict=True):
+            x = as_features(feats)
+            y = as_labels(labels, x.shape[0])
+            if x.shape[0] > max_points:
+                keep = np.sort(rng.choice(x.shape[0], max_points, replace=False))
+                x, y = x[keep], y[keep]
+            xy = embed_2d(x, method=method, seed=seed)
+            ax.scatter(xy[:, 0], xy[:, 1], c=y, cmap="tab10", s=3, alpha=0.7)
+            ax.set_title(name, fontsize=9)
+            ax.set_xticks([])
+            ax.set_yticks([])
+        fig.suptitle(f"{method.upper()} of L2-normalised features, coloured by class")
