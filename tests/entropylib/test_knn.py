@@ -48,7 +48,7 @@ def sample(n=200, d=3, seed=0):
 @pytest.mark.parametrize("norm", NORMS)
 @pytest.mark.parametrize("d", [1, 2, 3, 5])
 @pytest.mark.parametrize("k", [1, 3, 7])
-@pytest.mark.parametrize("backend", ["numpy", "torch"])
+@pytest.mark.parametrize("backend", ["numpy", "numba", "torch"])
 def test_joint_matches_brute_force(norm, d, k, backend):
     x = sample(150, d, seed=d + k)
     h = entropylib.estimate(x, "knn", joint=True, k=k, norm=norm, backend=backend)
@@ -129,7 +129,7 @@ def test_euclidean_invariant_under_scaled_rotations(x, c, seed):
     assert h1 == pytest.approx(h0 + 2 * math.log(c), abs=1e-9)
 
 
-@pytest.mark.parametrize("backend", ["numpy", "torch"])
+@pytest.mark.parametrize("backend", ["numpy", "numba", "torch"])
 def test_permutation_reflection_and_columns_bit_exact(backend):
     x = sample(500, 3)
     perm = np.random.default_rng(1).permutation(500)
@@ -166,6 +166,8 @@ def test_backends_agree(norm, d):
         a = entropylib.estimate(x, "knn", joint=joint, norm=norm, backend="numpy")
         t = entropylib.estimate(torch.from_numpy(x), "knn", joint=joint, norm=norm)
         np.testing.assert_allclose(t.numpy(), a, rtol=0, atol=1e-10)
+        nb = entropylib.estimate(x, "knn", joint=joint, norm=norm, backend="numba")
+        np.testing.assert_allclose(nb, a, rtol=0, atol=1e-10)
 
 
 def test_torch_block_boundaries(monkeypatch):
@@ -263,8 +265,8 @@ def test_bad_input():
         entropylib.estimate(x, "m_spacing", joint=True)
     with pytest.raises(TypeError, match="complex"):
         entropylib.estimate(x.astype(complex), "knn")
-    with pytest.raises(ValueError, match="no 'numba' backend"):
-        entropylib.estimate(x, "knn", backend="numba")
+    with pytest.raises(ValueError, match="no 'cuda' backend|backend must be"):
+        entropylib.estimate(x, "knn", backend="cuda")
 
 
 def test_nan_policies():
