@@ -90,6 +90,15 @@ _INFOS: dict[str, DatasetInfo] = {
     )
 }
 
+#: class names in label order, for legends (data sets not listed have numbered classes)
+CLASS_NAMES = {
+    "fashion-mnist": ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
+                      "Sneaker", "Bag", "Ankle boot"),
+    "digits": tuple(str(i) for i in range(10)),
+    "cifar10": ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship",
+                "truck"),
+}
+
 #: default side the 8x8 scikit-learn digits are upscaled to (Fashion-MNIST's, for transfer)
 DIGITS_SIZE = 28
 #: every DIGITS_TEST_EVERY-th digit of each class (its 0th, 5th, ...) is in the fixed test split

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
-from evaluation.figures import png_figure
+from evaluation.figures import class_colors, class_legend, png_figure
 from evaluation.inputs import as_features, as_labels
 from evaluation.knn import knn_neighbors
 
@@ -110,26 +110,30 @@ def plot_embeddings_2d(
     method: str = "pca",
     max_points: int = 3000,
     seed: int = 0,
+    class_names: Sequence[str] | None = None,
 ) -> None:
     """Save one 2-D map per model, side by side and coloured by class, as a PNG.
 
-    ``embeddings`` maps a model name to (features, labels).
+    ``embeddings`` maps a model name to (features, labels); ``class_names[c]`` names class c
+    in the legend (default "class c").
     """
     if not embeddings:
         raise ValueError("no embeddings to plot")
     figsize = (4.5 * len(embeddings), 4.2)
-    with png_figure(path, ncols=len(embeddings), figsize=figsize) as (fig, axes):
-        axes = np.atleast_1d(axes)
+    with png_figure(path, ncols=len(embeddings), figsize=figsize, squeeze=False) as (fig, axes):
+        seen = []
         rng = np.random.default_rng(seed)
-        for ax, (name, (feats, labels)) in zip(axes, embeddings.items(), strict=True):
+        for ax, (name, (feats, labels)) in zip(axes[0], embeddings.items(), strict=True):
             x = as_features(feats)
             y = as_labels(labels, x.shape[0])
             if x.shape[0] > max_points:
                 keep = np.sort(rng.choice(x.shape[0], max_points, replace=False))
                 x, y = x[keep], y[keep]
             xy = embed_2d(x, method=method, seed=seed)
-            ax.scatter(xy[:, 0], xy[:, 1], c=y, cmap="tab10", s=3, alpha=0.7)
+            ax.scatter(xy[:, 0], xy[:, 1], c=class_colors(y), s=3, alpha=0.7)
+            seen.append(y)
             ax.set_title(name, fontsize=9)
             ax.set_xticks([])
             ax.set_yticks([])
+        class_legend(fig, np.concatenate(seen), class_names)
         fig.suptitle(f"{method.upper()} of L2-normalised features, coloured by class")

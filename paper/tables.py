@@ -26,6 +26,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from adapters.data import CLASS_NAMES
+from evaluation.figures import class_colors, class_legend, png_figure
 from paper.plan import Cell, Plan
 from paper.units import RunStore, Unit
 
@@ -239,26 +243,29 @@ def separability_figure(plan: Plan, store: RunStore, path: Path) -> bool:
     panels = [(label, rec) for label, rec in panels if rec is not None and "map" in rec["result"]]
     if not panels:
         return False
-    plt = _pyplot()
     ncols = min(3, len(panels))
     nrows = -(-len(panels) // ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(4.0 * ncols, 4.0 * nrows), squeeze=False)
-    for ax in axes.flat[len(panels):]:
-        ax.axis("off")
-    for ax, (label, rec) in zip(axes.flat[: len(panels)], panels, strict=True):
-        mp, m = rec["result"]["map"], rec["result"]["metrics"]
-        ax.scatter(mp["x"], mp["y"], c=mp["label"], cmap="tab10", s=3, linewidths=0)
-        ax.set_title(
-            f"{base} {label}\nFisher {m['fisher_ratio']:.3f}  silh {m['silhouette']:.3f}\n"
-            f"kNN purity {m['knn_purity']:.1f}%",
-            fontsize=8,
-        )
-        ax.set_xticks([])
-        ax.set_yticks([])
-    fig.suptitle("Test features, 2-D PCA of L2-normalised backbone features (colour = class)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    size = (4.0 * ncols, 4.0 * nrows)
+    with png_figure(path, nrows=nrows, ncols=ncols, figsize=size, squeeze=False, dpi=110) as (
+        fig,
+        axes,
+    ):
+        for ax in axes.flat[len(panels):]:
+            ax.axis("off")
+        for ax, (label, rec) in zip(axes.flat[: len(panels)], panels, strict=True):
+            mp, m = rec["result"]["map"], rec["result"]["metrics"]
+            ax.scatter(mp["x"], mp["y"], c=class_colors(mp["label"]), s=3, linewidths=0)
+            ax.set_title(
+                f"{base} {label}\nFisher {m['fisher_ratio']:.3f}  silh {m['silhouette']:.3f}\n"
+                f"kNN purity {m['knn_purity']:.1f}%",
+                fontsize=8,
+            )
+            ax.set_xticks([])
+            ax.set_yticks([])
+        names = CLASS_NAMES.get(plan.experiment.data.name)
+        class_legend(fig, np.concatenate([rec["result"]["map"]["label"] for _, rec in panels]),
+                     names)
+        fig.suptitle("Test features, 2-D PCA of L2-normalised backbone features (colour = class)")
     return True
 
 
@@ -276,8 +283,16 @@ def diagnostics_figure(plan: Plan, store: RunStore, path: Path) -> bool:
     series = {b: s for b, s in series.items() if s}
     if not series:
         return False
-    plt = _pyplot()
-    fig, axes = plt.subplots(2, len(series), figsize=(4.2 * len(series), 6.4), squeeze=False)
+    size = (4.2 * len(series), 6.4)
+    with png_figure(path, nrows=2, ncols=len(series), figsize=size, squeeze=False, dpi=110) as (
+        _,
+        axes,
+    ):
+        _diagnostics_panels(axes, series)
+    return True
+
+
+def _diagnostics_panels(axes: Any, series: Mapping[str, list]) -> None:
     for j, (base, items) in enumerate(series.items()):
         for label, rec in items:
             prof = sorted(h for h in rec["result"]["entropy_profile"] if h is not None)
@@ -291,19 +306,6 @@ def diagnostics_figure(plan: Plan, store: RunStore, path: Path) -> bool:
         axes[1, j].bar(range(len(labels)), energy, color="tab:gray")
         axes[1, j].set_xticks(range(len(labels)), labels, fontsize=8)
         axes[1, j].set_title(f"{base}: off-diagonal covariance energy", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return True
-
-
-def _pyplot() -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 def _direction(ours: Summary | None, ref: Summary | None) -> tuple[float | None, str]:

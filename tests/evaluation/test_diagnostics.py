@@ -171,3 +171,30 @@ def test_plots_are_written(tmp_path):
     plot_embeddings_2d({k: (v, labels) for k, v in feats.items()}, tmp_path / "m.png")
     for name in ("s.png", "h.png", "m.png"):
         assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_map_legend_names_each_class_in_its_colour(tmp_path, monkeypatch):
+    import matplotlib.figure
+
+    from evaluation.figures import class_colors
+
+    legends = []
+    original = matplotlib.figure.Figure.legend
+
+    def spy(fig, *args, **kwargs):
+        legends.append(original(fig, *args, **kwargs))
+        return legends[-1]
+
+    monkeypatch.setattr(matplotlib.figure.Figure, "legend", spy)
+    rng = np.random.default_rng(8)
+    x, y = rng.normal(size=(40, 4)), np.repeat([0, 2, 3], [10, 10, 20])
+    names = ["zero", "one", "two", "three"]
+    plot_embeddings_2d({"m": (x, y)}, tmp_path / "m.png", class_names=names)
+    (legend,) = legends
+    assert [t.get_text() for t in legend.get_texts()] == ["zero", "two", "three"]
+    colours = [tuple(h.get_color()) for h in legend.legend_handles]
+    assert colours == [tuple(c) for c in class_colors(np.array([0, 2, 3]))]
+    assert len(set(colours)) == 3
+    with pytest.raises(ValueError, match="class_names has 2 names but the labels go up to 3"):
+        plot_embeddings_2d({"m": (x, y)}, tmp_path / "n.png", class_names=names[:2])
+    assert not (tmp_path / "n.png").exists()
