@@ -136,3 +136,19 @@ def test_summary_text():
     assert summarize([2.0], 1).text() == "2.00"
     s = summarize([1.0, 4.0], 3)
     assert s.text() == f"2.50 ± {statistics.stdev([1.0, 4.0]):.2f} (2/3 runs)"
+
+
+def test_agreement_with_the_paper():
+    from paper.tables import PAPER_NO_EFFECT, _agreement
+
+    big = 3 * PAPER_NO_EFFECT
+    assert _agreement(None, "missing", 1.0) == "-"
+    assert _agreement(0.5, "higher", None) == "-"
+    assert _agreement(0.5, "higher", big) == "agrees"
+    assert _agreement(-0.5, "lower", -big) == "agrees"
+    assert _agreement(-0.5, "lower", big) == "disagrees"
+    assert _agreement(0.01, "within noise", big) == "ours within noise"
+    # a paper single-run change this small is its own no-change level
+    assert _agreement(0.01, "within noise", PAPER_NO_EFFECT / 2) == "agrees (no effect)"
+    assert _agreement(-0.8, "lower", PAPER_NO_EFFECT / 2) == "ours moves, paper flat"
+    assert _agreement(0.8, "higher", -PAPER_NO_EFFECT) == "ours moves, paper flat"
