@@ -443,6 +443,11 @@ def report(plan: Plan, store: RunStore, *, command: str, notes: Sequence[str] = 
             f"{b.method} ({b.backbone}, {b.epochs} epochs, batch {b.batch_size}, seed {b.seed}"
             + (f", capped at {b.max_steps} steps" if b.max_steps else "") + ")" for b in exp.bases
         ) + "; method defaults of `adapters.methods` (optimizer, lr, heads, augmentations).",
+        "- Base checkpoints are not committed (7-22 MB each with the optimizer state): the "
+        "pretrain units regenerate them from a fixed seed, bit for bit on the same machine and "
+        "thread count (a same-seed run is tested to be bitwise equal in "
+        "`tests/adapters/test_resume.py`; torch does not promise it across CPUs). SHA-256 of "
+        "the base backbones behind these tables: " + _base_digests(plan, store) + ".",
         f"- Continued training: {exp.continue_epochs} epoch(s)"
         + (f" capped at {exp.continue_max_steps} steps" if exp.continue_max_steps else "")
         + f", batch {exp.continue_batch_size}, constant lr (reference), seeds "
@@ -463,6 +468,23 @@ def report(plan: Plan, store: RunStore, *, command: str, notes: Sequence[str] = 
     lines += ["", "Per-unit configurations and metrics: `runs.csv` and `paper/runs/<key>/"
               "result.json`."]
     return "\n".join(lines) + "\n"
+
+
+def _base_digests(plan: Plan, store: RunStore) -> str:
+    """'method sha256-prefix' of each stored base backbone (or why there is none)."""
+    import hashlib
+
+    parts = []
+    for unit in plan.units():
+        if unit.kind != "pretrain":
+            continue
+        path = store.folder(unit) / "train" / "backbone.pt"
+        method = unit.config["model"]["method"]
+        if path.is_file():
+            parts.append(f"{method} `{hashlib.sha256(path.read_bytes()).hexdigest()[:16]}`")
+        else:
+            parts.append(f"{method} (not in this checkout)")
+    return "; ".join(parts) or "none"
 
 
 def _probe_max_iter() -> int:
