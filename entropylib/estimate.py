@@ -145,7 +145,10 @@ class _Runner:
         else:
             arg = data
         if self.ties == "jitter":
-            arg = validation.dequantize(arg, self.seed)
+            if self.backend in self.spec.jitters_itself:
+                opts = {**opts, "seed": self.seed}
+            else:
+                arg = validation.dequantize(arg, self.seed)
         out = self.impl(arg, ties=self.ties, **opts)
         if to_numpy:
             import torch

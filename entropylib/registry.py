@@ -42,6 +42,9 @@ class Method:
     )
     #: tie policies the estimator supports (zero spacings or zero neighbour distances)
     ties: tuple[str, ...] = ("raise", "jitter", "floor")
+    #: backends whose implementation applies ``ties="jitter"`` itself (so that direct calls
+    #: honour it); `estimate` dequantizes the data only for the others
+    jitters_itself: frozenset[str] = frozenset()
 
     @property
     def supports_joint(self) -> bool:

@@ -321,6 +321,8 @@ def _register(name: str, func: Any, summary: str, options: dict[str, Any], ties=
             backends=backends,
             options=options,
             ties=ties or validation.TIE_POLICIES,
+            # the numpy/torch functions dequantize under ties="jitter"; the numba kernels not
+            jitters_itself=frozenset({"numpy", "torch"}),
             **_COMMON,
         )
     )

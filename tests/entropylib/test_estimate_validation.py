@@ -371,3 +371,27 @@ def test_auto_backend_gives_the_same_numbers():
         warnings.simplefilter("error")
         auto = entropylib.estimate(x, "vasicek")
     np.testing.assert_allclose(auto, entropylib.estimate(x, "vasicek", backend="numpy"), atol=1e-12)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("method", ["vasicek", "knn", "kde"])
+def test_jitter_dequantizes_once(method, backend, monkeypatch):
+    """estimate dequantizes the data, or leaves it to an implementation that does it itself,
+    never both (a second pass costs a sort and changes nothing)."""
+    from entropylib import validation
+
+    calls = []
+    original = validation.dequantize
+
+    def counting(data, seed=0):
+        calls.append(seed)
+        return original(data, seed)
+
+    monkeypatch.setattr(validation, "dequantize", counting)
+    x = np.round(normal(n=300), 1)
+    h = entropylib.estimate(x, method, backend=backend, ties="jitter", seed=7)
+    assert calls == [7]
+    monkeypatch.setattr(validation, "dequantize", original)
+    assert np.array_equal(h, entropylib.estimate(x, method, backend=backend, ties="jitter",
+                                                 seed=7))
+    assert np.array_equal(h, entropylib.estimate(original(x, 7), method, backend=backend))
