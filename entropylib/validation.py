@@ -107,6 +107,20 @@ def _check_shape(shape: tuple[int, ...]) -> None:
         raise ValueError(f"x is empty (shape {shape}); at least a few samples are needed")
 
 
+def column_range(data: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Per-column (min, max) as numpy arrays, in one pass over a tensor (``aminmax``).
+
+    NaN propagates into both, so finite results prove the data free of NaN and +-inf, and
+    min == max marks the constant columns: the common case is checked with one reduction.
+    """
+    if is_tensor(data):
+        import torch
+
+        lo, hi = torch.aminmax(data.detach(), dim=0)
+        return lo.cpu().numpy(), hi.cpu().numpy()
+    return np.min(data, axis=0), np.max(data, axis=0)
+
+
 def nan_columns(data: Any) -> np.ndarray:
     """Boolean mask (d,) of the columns holding at least one NaN."""
     if is_tensor(data):
