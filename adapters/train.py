@@ -721,6 +721,7 @@ def train(config: TrainConfig, *, resume: str | None = None) -> TrainResult:
                     )
                 optimizer.zero_grad(set_to_none=True)
                 scaler.scale(loss).backward()
+                model.heads.after_backward(step)
                 scaler.step(optimizer)
                 scaler.update()
                 step += 1

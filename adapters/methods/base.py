@@ -91,6 +91,10 @@ class MethodAdapter(nn.Module):
     def before_step(self) -> None:
         """Called before each optimisation step's forward pass (e.g. to renormalise weights)."""
 
+    def after_backward(self, step: int) -> None:
+        """Called between the backward pass and the optimizer step of step ``step`` (0-based),
+        e.g. to drop the gradients of parameters frozen for the first steps."""
+
     def param_groups(self, backbone: nn.Module) -> list[dict[str, Any]]:
         """Parameter groups for the optimizer; ``fixed_lr=True`` groups skip the schedule."""
         return [{"params": [*backbone.parameters(), *self.parameters()], "fixed_lr": False}]

@@ -28,7 +28,10 @@ class SwAV(MethodAdapter):
     E2MC sees the projection-head output BEFORE L2 normalisation, for the two global crops
     only, with the normal-CDF transform, ent_coeff 10, cov_coeff 1 (METHOD.md section 2).
     The prototypes (a bias-free Linear ``out_dim -> n_prototypes``) are renormalised to unit
-    rows before every step. With ``queue_length > 0`` each process keeps the last
+    rows before every step, and with ``freeze_prototypes_steps = N`` they are not updated in
+    the first N steps (their gradient is dropped, as the reference does for its first 313
+    iterations when pretraining from scratch; 0, the default here, suits continued training).
+    With ``queue_length > 0`` each process keeps the last
     ``queue_length`` global-crop embeddings per assigned crop; once full, their scores join
     the Sinkhorn-Knopp input (the reference's queue, per process). Crops of one resolution go
     through the backbone together, so BatchNorm sees them as one batch, as in the reference.
@@ -63,6 +66,7 @@ class SwAV(MethodAdapter):
             "epsilon": 0.05,
             "sinkhorn_iterations": 3,
             "queue_length": 0,
+            "freeze_prototypes_steps": 0,
         },
     )
     official_layouts = ("swav",)
@@ -80,6 +84,11 @@ class SwAV(MethodAdapter):
             temperature=opts["temperature"], epsilon=opts["epsilon"],
             sinkhorn_iterations=opts["sinkhorn_iterations"],
         )
+        self.freeze_prototypes_steps = int(opts["freeze_prototypes_steps"])
+        if self.freeze_prototypes_steps < 0:
+            raise ValueError(
+                f"freeze_prototypes_steps must be >= 0, got {self.freeze_prototypes_steps}"
+            )
         queue_length = int(opts["queue_length"])
         if queue_length < 0:
             raise ValueError(f"queue_length must be >= 0, got {queue_length}")
@@ -93,6 +102,10 @@ class SwAV(MethodAdapter):
     @torch.no_grad()
     def before_step(self) -> None:
         self.prototypes.weight.copy_(F.normalize(self.prototypes.weight, dim=1))
+
+    def after_backward(self, step: int) -> None:
+        if step < self.freeze_prototypes_steps:
+            self.prototypes.weight.grad = None  # the optimizer skips a parameter without grad
 
     def forward(self, backbone: nn.Module, views: list[torch.Tensor]) -> MethodOutput:
         if len(views) < 2:

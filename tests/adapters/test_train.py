@@ -111,6 +111,31 @@ def test_swav_heads_and_queue(tmp_path):
     torch.testing.assert_close(heads_state["queue"].norm(dim=2), torch.ones(2, 16))
 
 
+def test_swav_prototypes_frozen_for_the_first_steps(tmp_path):
+    heads = METHODS["swav"](256, out_dim=16, n_prototypes=12, freeze_prototypes_steps=2)
+    heads.prototypes.weight.grad = torch.ones_like(heads.prototypes.weight)
+    heads.after_backward(1)
+    assert heads.prototypes.weight.grad is None
+    heads.prototypes.weight.grad = torch.ones_like(heads.prototypes.weight)
+    heads.after_backward(2)
+    assert heads.prototypes.weight.grad is not None
+    with pytest.raises(ValueError, match="freeze_prototypes_steps must be >= 0"):
+        METHODS["swav"](256, freeze_prototypes_steps=-1)
+
+    def prototypes(name, steps, freeze):
+        options = {**TINY_HEADS["swav"], "freeze_prototypes_steps": freeze}
+        result = train(tiny_config(tmp_path / name, "swav", max_steps=steps,
+                                   head_options=options))
+        return load_checkpoint(result.checkpoint)["model"]["heads"]["prototypes.weight"]
+
+    # frozen for 3 steps: after steps 1, 2 and 3 the prototypes are their renormalised start
+    # (renormalising unit rows again moves them by an ulp, no more)
+    one, three = prototypes("one", 1, freeze=3), prototypes("three", 3, freeze=3)
+    torch.testing.assert_close(one, three, rtol=0, atol=1e-6)
+    # frozen for 1 step: steps 2 and 3 move them
+    assert (prototypes("thaw", 3, freeze=1) - three).abs().max() > 1e-4
+
+
 def test_simsiam_predictor_keeps_its_lr(tmp_path):
     result = train(tiny_config(tmp_path, "simsiam", schedule="cosine", max_steps=3, epochs=1))
     groups = load_checkpoint(result.checkpoint)["optimizer"]["param_groups"]
