@@ -379,6 +379,38 @@ def _comparison_lines(
     return lines
 
 
+def training_signals_md(plan: Plan, store: RunStore, table: str) -> list[str]:
+    """Markdown rows: the losses at the end of continued training, mean over seeds.
+
+    Each continued-training unit stores the mean of its last logged steps (``tail_means``):
+    the method's own loss, the added criterion's, and their named parts (per-view parts
+    left out). They show how strongly a criterion at its reference coefficients pulls against
+    the method's objective at this scale.
+    """
+    runs: dict[tuple[str, str], dict[str, Unit]] = {}
+    for c in plan.cells:
+        if c.table != table:
+            continue
+        for dep in c.unit.deps:
+            if dep.kind == "continue":
+                runs.setdefault((c.base, c.row), {})[dep.key] = dep
+    lines = ["| base | row | runs | base loss | criterion loss | parts |",
+             "|---|---|---|---|---|---|"]
+    for (base, row), units in runs.items():
+        tails = [r["result"]["tail_means"] for r in (store.load(u) for u in units.values())
+                 if r is not None and "tail_means" in r["result"]]
+        if not tails:
+            lines.append(f"| {base} | {row} | 0/{len(units)} | missing | missing | |")
+            continue
+        mean = {k: sum(t[k] for t in tails) / len(tails) for k in tails[0]
+                if all(k in t for t in tails)}
+        parts = ", ".join(f"{k} {v:.3g}" for k, v in sorted(mean.items())
+                          if "." in k and not k.rsplit(".", 1)[1].isdigit())
+        lines.append(f"| {base} | {row} | {len(tails)}/{len(units)} | {mean['base_loss']:.3f} | "
+                     f"{mean['criterion_loss']:.3f} | {parts} |")
+    return lines
+
+
 def _paper_table_md() -> list[str]:
     cols = ["linear_1", "linear_10", "linear_100", "semisup_1", "semisup_10"]
     lines = ["| base | row | " + " | ".join(COLUMNS[c] for c in cols) + " |",
@@ -431,6 +463,15 @@ def report(plan: Plan, store: RunStore, *, command: str, notes: Sequence[str] = 
         elif t.name in ("table2", "ablation"):
             lines += [f"### {t.name}: vs continued", ""]
             lines += _comparison_lines(plan, store, t.name, "continued", PAPER_TABLE2) + [""]
+    lines += ["## Losses at the end of continued training", "",
+              "Mean over seeds of the last logged steps of each continued-training run "
+              "(`tail_means` in its result.json): the method's own loss, the added criterion's "
+              "(weighted by its coefficients), and their parts (unweighted, averaged over "
+              "views). Where the criterion dominates, the method's own objective gets worse "
+              "(e.g. a lower SimSiam cosine similarity between views).",
+              ""]
+    for t in exp.tables:
+        lines += [f"### {t.title}", ""] + training_signals_md(plan, store, t.name) + [""]
     lines += ["## How these numbers were produced", "", f"Command: `{command}`", ""]
     lines += [
         f"- Data: {exp.data.name} from `{exp.data.root}` (official split: training 60,000 "

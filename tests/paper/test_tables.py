@@ -152,3 +152,29 @@ def test_agreement_with_the_paper():
     assert _agreement(0.01, "within noise", PAPER_NO_EFFECT / 2) == "agrees (no effect)"
     assert _agreement(-0.8, "lower", PAPER_NO_EFFECT / 2) == "ours moves, paper flat"
     assert _agreement(0.8, "higher", -PAPER_NO_EFFECT) == "ours moves, paper flat"
+
+
+def test_training_signals_average_the_seeds(filled):
+    from paper.tables import training_signals_md
+
+    plan, store = filled[:2]
+    runs = {}
+    for c in plan.cells:
+        if (c.table, c.base, c.row) == ("table1", "vicreg", "+E2MC"):
+            runs.update({d.key: d for d in c.unit.deps if d.kind == "continue"})
+    assert len(runs) == len(SEEDS)
+    for i, unit in enumerate(runs.values()):
+        tail = {"base_loss": 1.0 + i, "criterion_loss": 2.0 * i, "e2mc.cov": 0.5,
+                "e2mc.cov.0": 9.0, "vicreg.invariance": 0.1 * (i + 1)}
+        store.save(unit, {"tail_means": tail}, seconds=1.0)
+    lines = training_signals_md(plan, store, "table1")
+    assert lines[0] == "| base | row | runs | base loss | criterion loss | parts |"
+    (row,) = [line for line in lines if line.startswith("| vicreg | +E2MC |")]
+    n = len(SEEDS)
+    base = sum(1.0 + i for i in range(n)) / n
+    crit = sum(2.0 * i for i in range(n)) / n
+    inv = sum(0.1 * (i + 1) for i in range(n)) / n
+    assert row == (f"| vicreg | +E2MC | {n}/{n} | {base:.3f} | {crit:.3f} | "
+                   f"e2mc.cov 0.5, vicreg.invariance {inv:.3g} |")
+    assert any(line.startswith("| vicreg | continued | 0/") and "missing" in line
+               for line in lines)
