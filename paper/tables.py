@@ -557,6 +557,9 @@ def write_results(
                      ("diagnostics.png", diagnostics_figure)):
         if fn(plan, store, folder / name):
             written.append(folder / name)
+    if (folder / "FINDINGS.md").is_file():
+        notes = [*notes, "The interpretation of these tables, written by hand after the run: "
+                 "[FINDINGS.md](FINDINGS.md)."]
     path = folder / "REPORT.md"
     path.write_text(report(plan, store, command=command, notes=notes))
     written.append(path)
