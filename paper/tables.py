@@ -289,6 +289,9 @@ def diagnostics_figure(plan: Plan, store: RunStore, path: Path) -> bool:
         axes,
     ):
         _diagnostics_panels(axes, series)
+        axes[0, 0].figure.suptitle(
+            f"Backbone features of the test split (seed {plan.experiment.seeds[0]} of each row)"
+        )
     return True
 
 
