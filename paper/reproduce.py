@@ -4,7 +4,7 @@ Usage::
 
     python -m paper.reproduce                 # the full run (about 2.5 h on 2 CPU cores)
     python -m paper.reproduce --quick         # smoke test of every unit kind (a few minutes)
-    python -m paper.reproduce --only table1   # only the units of one table (table1|table2|ablation)
+    python -m paper.reproduce --only table1   # the units of one table (see --help for the names)
     python -m paper.reproduce --dry-run       # list the units, what is finished, a time estimate
     python -m paper.reproduce --tables-only   # rewrite results/ from what is stored
 
@@ -32,7 +32,7 @@ from paper.units import RunStore, Unit, pending, run_units
 log = logging.getLogger("paper")
 
 PAPER_DIR = Path(__file__).resolve().parent
-TABLE_NAMES = ("table1", "table2", "ablation")
+TABLE_NAMES = ("table1", "table2", "ablation", "sensitivity")
 
 #: Wall seconds per optimizer step at batch 256 (augmentation + forward + backward) on this
 #: 2-core machine when it was nearly idle (load 1.1), measured with

@@ -466,6 +466,9 @@ def report(plan: Plan, store: RunStore, *, command: str, notes: Sequence[str] = 
         elif t.name in ("table2", "ablation"):
             lines += [f"### {t.name}: vs continued", ""]
             lines += _comparison_lines(plan, store, t.name, "continued", PAPER_TABLE2) + [""]
+        else:  # no counterpart in the paper
+            lines += [f"### {t.name}: vs continued (the paper has no such table)", ""]
+            lines += _comparison_lines(plan, store, t.name, "continued", {}) + [""]
     lines += ["## Losses at the end of continued training", "",
               "Mean over seeds of the last logged steps of each continued-training run "
               "(`tail_means` in its result.json): the method's own loss, the added criterion's "

@@ -127,7 +127,8 @@ def test_shared_rows_are_one_unit():
     assert len({u.key for u in units}) == len(units)
     continued = [u for u in units if u.kind == "continue"]
     # 3 bases x 2 rows x 3 seeds (Table 1) + 4 more SwAV criteria x 3 (Table 2) + 2 ablations x 3
-    assert len(continued) == 18 + 12 + 6
+    # + 2 more SimSiam E2MC coefficients x 3 (sensitivity; its other rows are Table 1's units)
+    assert len(continued) == 18 + 12 + 6 + 6
     e2mc = [u for u in continued if u.config["method"] == "swav"
             and u.config["criterion"] == "e2mc" and u.config["seed"] == 0]
     coeffs = sorted((u.config["options"]["ent_coeff"], u.config["options"]["cov_coeff"])
