@@ -65,6 +65,12 @@ def compare(impls: dict, x: np.ndarray, repeats: int) -> dict:
     return {name: (statistics.median(times[name]), values[name]) for name in impls}
 
 
+def add_row(rows: list[str], *cells: object) -> None:
+    """Append one markdown table row of ``cells`` to ``rows`` and print it (progress)."""
+    rows.append("| " + " | ".join(str(c) for c in cells) + " |")
+    print(rows[-1], flush=True)
+
+
 def bench_knn(repeats: int) -> list[str]:
     rows = [
         "| n | d | reference cKDTree (s) | ours (s) | speed-up | abs diff | target met "
@@ -89,11 +95,8 @@ def bench_knn(repeats: int) -> list[str]:
             t_np = res["numpy"][0]
             diff = max(abs(h_ours - h_ref), abs(res["numpy"][1] - h_ref))
             ok = diff <= 1e-10 and (n < 100_000 or t_ref / t_ours >= 2)
-            rows.append(
-                f"| {n:,} | {d} | {t_ref:.4f} | {t_ours:.4f} | {t_ref / t_ours:.2f}x | "
-                f"{diff:.1e} | {'yes' if ok else 'NO'} | {t_np:.4f} | {t_ref / t_np:.2f}x |"
-            )
-            print(rows[-1], flush=True)
+            add_row(rows, f"{n:,}", d, f"{t_ref:.4f}", f"{t_ours:.4f}", f"{t_ref / t_ours:.2f}x",
+                    f"{diff:.1e}", "yes" if ok else "NO", f"{t_np:.4f}", f"{t_ref / t_np:.2f}x")
     return rows
 
 
@@ -129,12 +132,9 @@ def bench_knn_crowding(repeats: int) -> list[str]:
                 knn_kernels.MAX_CROWDING = limit
             ratio = res["tree"][0] / res["grid"][0]
             right = "yes" if picks_grid == (ratio >= 1) or 0.8 < ratio < 1.25 else "NO"
-            rows.append(
-                f"| {d} | {rho} | {crowding:.1f} | {res['grid'][0]:.3f} | "
-                f"{res['tree'][0]:.3f} | {ratio:.2f}x | {'grid' if picks_grid else 'tree'} | "
-                f"{right} |"
-            )
-            print(rows[-1], flush=True)
+            add_row(rows, d, rho, f"{crowding:.1f}", f"{res['grid'][0]:.3f}",
+                    f"{res['tree'][0]:.3f}", f"{ratio:.2f}x", "grid" if picks_grid else "tree",
+                    right)
     return rows
 
 
@@ -166,11 +166,8 @@ def bench_kde(repeats: int) -> list[str]:
                 target, ok = ">= 5x, abs(dH) <= 1e-10", t_ref / t >= 5 and diff <= 1e-10
             else:
                 target, ok = "(for information)", diff <= 1e-10
-            rows.append(
-                f"| {n:,} | {d} | {t_ref:.3f} | {name} | {t:.4f} | {t_ref / t:.2f}x | "
-                f"{diff:.1e} | {target} | {'yes' if ok else 'NO'} |"
-            )
-            print(rows[-1], flush=True)
+            add_row(rows, f"{n:,}", d, f"{t_ref:.3f}", name, f"{t:.4f}", f"{t_ref / t:.2f}x",
+                    f"{diff:.1e}", target, "yes" if ok else "NO")
     return rows
 
 

@@ -183,10 +183,7 @@ def _search(xs, cs, start, edges, stride, k, euclidean):  # pragma: no cover (co
                 cap = 2 * m
                 best = np.empty((cap, k))
             best[:m] = np.inf
-            for c in range(d):
-                lo[c] = max(cs[a, c] - 1, 0)
-                hi[c] = min(cs[a, c] + 1, g - 1)
-                cur[c] = lo[c]
+            _start_box(cs, a, 1, g, lo, hi, cur)
             while True:
                 flat = 0
                 for c in range(d):
@@ -251,6 +248,16 @@ def _offer(best, dist):  # pragma: no cover (compiled)
 
 
 @njit(cache=True, inline="always")
+def _start_box(cs, p, r, g, lo, hi, cur):  # pragma: no cover (compiled)
+    """Set lo..hi to the cells within Chebyshev radius r of point p's cell (clipped to the
+    grid of g cells per axis) and cur to its first cell."""
+    for c in range(cs.shape[1]):
+        lo[c] = max(cs[p, c] - r, 0)
+        hi[c] = min(cs[p, c] + r, g - 1)
+        cur[c] = lo[c]
+
+
+@njit(cache=True, inline="always")
 def _advance(cur, lo, hi):  # pragma: no cover (compiled)
     """Step the multi-index cur through the box lo..hi (last axis fastest); False at the end."""
     c = cur.shape[0] - 1
@@ -277,10 +284,7 @@ def _rings(p, xs, cs, start, edges, stride, k, euclidean,
         if best[k - 1] <= _box_bound(p, xs, cs, edges, r, euclidean):
             return np.sqrt(best[k - 1]) if euclidean else best[k - 1]
         r += 1
-        for c in range(d):
-            lo[c] = max(cs[p, c] - r, 0)
-            hi[c] = min(cs[p, c] + r, g - 1)
-            cur[c] = lo[c]
+        _start_box(cs, p, r, g, lo, hi, cur)
         while True:  # the cells of the new ring: those of the box with an index at +-r
             flat = 0
             on_ring = False

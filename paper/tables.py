@@ -494,7 +494,7 @@ def report(plan: Plan, store: RunStore, *, command: str, notes: Sequence[str] = 
         "pretrain units regenerate them from a fixed seed, bit for bit on the same machine and "
         "thread count (a same-seed run is tested to be bitwise equal in "
         "`tests/adapters/test_resume.py`; torch does not promise it across CPUs). SHA-256 of "
-        "the base backbones behind these tables: " + _base_digests(plan, store) + ".",
+        "the base backbones behind these tables: " + _base_digests(units, store) + ".",
         f"- Continued training: {exp.continue_epochs} epoch(s)"
         + (f" capped at {exp.continue_max_steps} steps" if exp.continue_max_steps else "")
         + f", batch {exp.continue_batch_size}, constant lr (reference), seeds "
@@ -517,12 +517,12 @@ def report(plan: Plan, store: RunStore, *, command: str, notes: Sequence[str] = 
     return "\n".join(lines) + "\n"
 
 
-def _base_digests(plan: Plan, store: RunStore) -> str:
+def _base_digests(units: Iterable[Unit], store: RunStore) -> str:
     """'method sha256-prefix' of each stored base backbone (or why there is none)."""
     import hashlib
 
     parts = []
-    for unit in plan.units():
+    for unit in units:
         if unit.kind != "pretrain":
             continue
         path = store.folder(unit) / "train" / "backbone.pt"
