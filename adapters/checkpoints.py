@@ -1,6 +1,6 @@
 """Checkpoints: import the official SSL releases exactly; save and load the project's own safely.
 
-Official layouts (METHOD.md section 5; ResNet-50, torchvision parameter names):
+Official layouts (docs/checkpoints.md; ResNet-50, torchvision parameter names):
 
 - ``vicreg_backbone``: a bare state dict of the backbone keys, no ``fc``;
 - ``vicreg_full``: ``{epoch, model, optimizer}``; ``model`` holds ``module.backbone.*`` and
@@ -236,7 +236,7 @@ def detect_layout(obj: str | os.PathLike[str] | Mapping[str, Any]) -> str:
             return "torchvision" if "fc.weight" in obj else "vicreg_backbone"
     raise CheckpointError(
         "cannot recognise the checkpoint layout; top-level keys "
-        f"{_show(sorted(map(str, obj)))}; expected one of {LAYOUTS} (METHOD.md section 5)"
+        f"{_show(sorted(map(str, obj)))}; expected one of {LAYOUTS} (docs/checkpoints.md)"
     )
 
 

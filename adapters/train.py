@@ -3,7 +3,7 @@
 Every method (:data:`adapters.methods.METHODS`) and every added criterion
 (:data:`entropylib.criteria.CRITERIA`, or none for the "continued" control) runs through
 :func:`train`: per step, the method's base loss plus the criterion on the tensors the method
-exposes (METHOD.md section 2), in one process or under ``torchrun`` (DistributedDataParallel;
+exposes (docs/method.md), in one process or under ``torchrun`` (DistributedDataParallel;
 NCCL on GPU, gloo on CPU).
 
 Exact resumption. The learning rate is a function of the global step; the data order is a
@@ -70,8 +70,8 @@ class TrainingInterrupted(RuntimeError):
 class TrainConfig:
     """Everything that defines a run. ``None`` means "the method's default" (see METHODS).
 
-    ``mode`` is ``"continue"`` (start from ``checkpoint``: an official release of METHOD.md
-    section 5 or a checkpoint of this loop) or ``"pretrain"`` (random ``backbone``).
+    ``mode`` is ``"continue"`` (start from ``checkpoint``: an official release of
+    docs/checkpoints.md or a checkpoint of this loop) or ``"pretrain"`` (random ``backbone``).
     ``epochs`` counts additional epochs; ``max_steps`` caps the total number of steps of the
     run (including steps done before a resume). ``lr`` is absolute; when None it is the
     method's ``base_lr * global_batch / 256``.

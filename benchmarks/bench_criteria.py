@@ -1,6 +1,6 @@
 """E2MC forward + backward against the plain reference formula, float32 on CPU.
 
-The reference is the formula of METHOD.md section 2 written as a few torch lines (sigmoid,
+The reference is the formula of docs/method.md written as a few torch lines (sigmoid,
 sort, m-spacings, D x D covariance), with none of E2MC's safety features (float32 under
 autocast, tie floor, finiteness check, actual-N window checks). Both run on two views of the
 same shape, as in one training step.

@@ -1,6 +1,6 @@
 """Semi-supervised evaluation: fine-tune the whole network on a 1% or 10% labelled subset.
 
-The protocol of the VICReg / SwAV semi-supervised tables (METHOD.md section 4): backbone and a
+The protocol of the VICReg / SwAV semi-supervised tables (docs/evaluation.md): backbone and a
 new linear head trained together by SGD (momentum 0.9) with separate learning rates for trunk
 and head, no weight decay, a cosine schedule, 20 epochs; the epoch is selected on a validation
 split carved from the labelled subset, and the test set is scored once.

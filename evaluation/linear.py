@@ -7,7 +7,7 @@ Two different protocols; a reported number must say which one it comes from.
   regularisation C is chosen on a validation split carved from the TRAINING labels
   (:func:`evaluation.subsets.validation_split`); the model is then refitted on all training
   labels with that C and scored once on the test set.
-* :func:`sgd_linear_probe` (the protocol of METHOD.md section 4): a linear layer on a frozen
+* :func:`sgd_linear_probe` (docs/evaluation.md, 'Linear probes'): a linear layer on a frozen
   backbone, trained by SGD (momentum 0.9, batch 256, cosine schedule) on RandomResizedCrop +
   flip views; the epoch is selected on a validation split, never on test.
 """

@@ -3,7 +3,7 @@
 The experiment (issue 7) at CPU scale on Fashion-MNIST: pretrain three base models (VICReg,
 SwAV, SimSiam, ``small_cnn`` backbone, fixed epoch budget and seed), continue each for about
 10% more epochs with the base loss alone ("continued") or with a criterion added, over three
-seeds, and evaluate every checkpoint with the protocols of METHOD.md section 4.
+seeds, and evaluate every checkpoint with the protocols of docs/evaluation.md.
 
 :func:`full` is the configuration whose numbers go in ``paper/results/``; :func:`quick` shrinks
 it (tiny subsets, one seed, a few steps) into a smoke test of the whole pipeline.
@@ -85,7 +85,7 @@ class ContinueConfig:
 
 @dataclass(frozen=True)
 class ProtocolConfig:
-    """One evaluation protocol (METHOD.md section 4) with its options.
+    """One evaluation protocol (docs/evaluation.md) with its options.
 
     Names: ``linear`` (cached-feature logistic regression with label fractions),
     ``knn`` (weighted kNN), ``semisup`` (fine-tuning on label fractions), ``transfer``
@@ -133,7 +133,7 @@ class Experiment:
     seeds: tuple[int, ...]
     protocols: tuple[ProtocolConfig, ...]
     tables: tuple[TableConfig, ...]
-    #: per-method E2MC reference defaults (METHOD.md section 2): transform, ent_coeff, cov_coeff
+    #: per-method E2MC reference defaults (docs/method.md): transform, ent_coeff, cov_coeff
     e2mc_defaults: Mapping[str, tuple[tuple[str, Any], ...]] = field(default_factory=dict)
 
     def base(self, method: str) -> PretrainConfig:
@@ -151,14 +151,14 @@ class Experiment:
         raise KeyError(f"no protocol {name!r}; configured: {[p.name for p in self.protocols]}")
 
 
-#: METHOD.md section 2, per base method
+#: docs/method.md, 'Reference settings', per base method
 E2MC_REFERENCE: dict[str, tuple[tuple[str, Any], ...]] = {
     "vicreg": (("transform", "sigmoid"), ("ent_coeff", 10.0), ("cov_coeff", 1.0)),
     "swav": (("transform", "gaussian_cdf"), ("ent_coeff", 10.0), ("cov_coeff", 1.0)),
     "simsiam": (("transform", "gaussian_cdf"), ("ent_coeff", 1.0), ("cov_coeff", 25.0)),
 }
 
-#: METHOD.md section 3 reference coefficients of the comparison criteria; the criteria read
+#: docs/method.md, 'Comparison criteria': coefficients of the comparison criteria; the criteria read
 #: the tensor E2MC sees (SwAV: projection-head output before L2 normalisation)
 COMPARISON_REFERENCE: dict[str, tuple[tuple[str, Any], ...]] = {
     "vcreg": (("std_coeff", 1.0), ("cov_coeff", 0.01)),

@@ -6,7 +6,7 @@
   killed attempt is resumed (``train(..., resume=...)``), which continues the run exactly.
 * ``evaluate``: the checkpoint's backbone through :func:`adapters.load_encoder`, features of the
   evaluation split cached under the checkpoint's folder (``features/``, git-ignored), then one
-  protocol of METHOD.md section 4 with the public functions of :mod:`evaluation`.
+  protocol of docs/evaluation.md with the public functions of :mod:`evaluation`.
 
 Every executor returns a small JSON-able dict; accuracies are in percent.
 """

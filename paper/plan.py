@@ -6,7 +6,7 @@ dependency chain is ``pretrain`` (the base) -> ``continue`` (the row's criterion
 resolve to the same unit keys, so they run once.
 
 Criterion options are written out in full at planning time: the row's own coefficients over
-the reference defaults (METHOD.md section 2 for E2MC, the criterion class's keyword defaults
+the reference defaults (docs/method.md for E2MC, the criterion class's keyword defaults
 for the others), so a changed default gives a new unit key instead of a stale result.
 """
 

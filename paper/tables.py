@@ -9,7 +9,7 @@
 * ``separability.png`` (2-D PCA maps of test features per criterion, with Fisher ratio,
   silhouette and kNN purity), ``diagnostics.png`` (marginal entropy profiles and off-diagonal
   covariance energy of each base before and after continued training);
-* ``REPORT.md``: our tables beside the paper's (METHOD.md section 6), where the direction of
+* ``REPORT.md``: our tables beside the paper's (docs/reproducibility.md), where the direction of
   each effect agrees or not, and how every number was produced.
 
 Nothing here computes a metric: every number is read from a ``result.json``.
@@ -33,7 +33,7 @@ from evaluation.figures import class_colors, class_legend, png_figure
 from paper.plan import Cell, Plan
 from paper.units import RunStore, Unit
 
-#: METHOD.md section 6: the paper's ResNet-50 / ImageNet numbers (top-1 %, VOC07 mAP).
+#: docs/reproducibility.md: the paper's ResNet-50 / ImageNet numbers (top-1 %, VOC07 mAP).
 #: Keys: (base, row) -> {column: value}; SwAV is the 800-epoch checkpoint.
 PAPER_TABLE1: dict[tuple[str, str], dict[str, float]] = {
     ("vicreg", "base"): {"linear_1": 53.50, "linear_10": 66.57, "linear_100": 73.20,
@@ -326,7 +326,7 @@ def _direction(ours: Summary | None, ref: Summary | None) -> tuple[float | None,
 
 #: a single-run difference in the paper at or below this many points counts as no effect: the
 #: paper's own "continued" rows, which change nothing by design, differ from their base by up
-#: to 0.08 points (METHOD.md section 6)
+#: to 0.08 points (docs/reproducibility.md)
 PAPER_NO_EFFECT = 0.1
 
 
@@ -452,7 +452,7 @@ def report(plan: Plan, store: RunStore, *, command: str, notes: Sequence[str] = 
                   "cells say 'missing' or show (n/expected runs).", ""]
     for t in exp.tables:
         lines += [markdown_table(plan, store, t.name).replace("# ", "## ", 1), ""]
-    lines += ["## The paper's numbers (ResNet-50, ImageNet; METHOD.md section 6)", ""]
+    lines += ["## The paper's numbers (ResNet-50, ImageNet; docs/reproducibility.md)", ""]
     lines += _paper_table_md()
     lines += ["", "## Direction of each effect: ours vs the paper", "",
               "Δ = row minus control in percentage points. 'within noise': |Δ| <= 2 standard "
@@ -498,7 +498,7 @@ def report(plan: Plan, store: RunStore, *, command: str, notes: Sequence[str] = 
         f"- Continued training: {exp.continue_epochs} epoch(s)"
         + (f" capped at {exp.continue_max_steps} steps" if exp.continue_max_steps else "")
         + f", batch {exp.continue_batch_size}, constant lr (reference), seeds "
-        f"{list(exp.seeds)}; criteria at the reference coefficients (E2MC per METHOD.md section 2:"
+        f"{list(exp.seeds)}; criteria at the reference coefficients (E2MC per docs/method.md:"
         " " + "; ".join(f"{m}: {dict(v)}" for m, v in exp.e2mc_defaults.items()) + ").",
         "- Protocols: " + "; ".join(f"{p.name} {dict(p.options)}" for p in exp.protocols) + ".",
         "- Linear and transfer probes: scikit-learn `LogisticRegression` (lbfgs) on standardised "

@@ -19,7 +19,7 @@ __all__ = ["E2MC", "REFERENCE_SETTINGS", "TRANSFORMS", "hypercov", "marginal_ent
 
 TRANSFORMS = ("sigmoid", "gaussian_cdf")
 
-#: The reference's transform and coefficients per base method (METHOD.md section 2).
+#: The reference's transform and coefficients per base method (docs/method.md).
 REFERENCE_SETTINGS: dict[str, dict[str, Any]] = {
     "vicreg": {"transform": "sigmoid", "ent_coeff": 10.0, "cov_coeff": 1.0},
     "swav": {"transform": "gaussian_cdf", "ent_coeff": 10.0, "cov_coeff": 1.0},

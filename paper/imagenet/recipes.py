@@ -1,6 +1,6 @@
 """Full-scale recipes: the paper's ImageNet runs with our adapters and evaluation, on GPUs.
 
-Each :class:`Recipe` is one official checkpoint of METHOD.md section 5 continued for 10
+Each :class:`Recipe` is one official checkpoint of docs/checkpoints.md continued for 10
 epochs at global batch 512 (2 GPUs x 256, the reference setting) with ``--criterion none``
 ("continued") or with E2MC at the reference coefficients, then evaluated. :func:`commands`
 gives the exact shell commands (``torchrun`` + ``python -m evaluation``); ``README.md`` lists
@@ -38,7 +38,7 @@ RUNS = "runs/imagenet"
 
 @dataclass(frozen=True)
 class Recipe:
-    """One of the paper's continued-training runs (METHOD.md sections 2 and 5)."""
+    """One of the paper's continued-training runs (docs/method.md, docs/checkpoints.md)."""
 
     name: str
     method: str

@@ -1,4 +1,4 @@
-"""Checkpoints: synthetic files with exactly the official layouts (METHOD.md section 5) load with
+"""Checkpoints: synthetic files with exactly the official layouts (docs/checkpoints.md) load with
 only the documented extra keys; wrong prefixes, other methods' files, corrupt files and failed
 writes give clear errors and never a silently random or half-written model."""
 
@@ -63,7 +63,7 @@ def _prefixed(prefix, state):
 
 
 def official_objects(tv):
-    """The five release layouts, built from a torchvision ResNet as METHOD.md describes."""
+    """The five release layouts, built from a torchvision ResNet as docs/checkpoints.md says."""
     arch = "resnet50" if tv.fc.in_features == 2048 else "resnet18"
     dim = tv.fc.in_features
     full = tv.state_dict()

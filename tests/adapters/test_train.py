@@ -78,7 +78,7 @@ def test_two_steps(method, criterion, base_checkpoints, tmp_path):
 
 
 def test_e2mc_defaults_follow_the_method_table():
-    # METHOD.md section 2: VICReg sigmoid/10/1, SwAV gaussian_cdf/10/1, SimSiam gaussian_cdf/1/25
+    # docs/method.md: VICReg sigmoid/10/1, SwAV gaussian_cdf/10/1, SimSiam gaussian_cdf/1/25
     expected = {"vicreg": ("sigmoid", 10, 1), "swav": ("gaussian_cdf", 10, 1),
                 "simsiam": ("gaussian_cdf", 1, 25)}
     for method, (transform, ent, cov) in expected.items():
@@ -240,7 +240,7 @@ def test_tensorboard_is_written_or_a_clear_error(tmp_path):
         assert any((tmp_path / "run" / "tensorboard").iterdir())
 
 
-#: the head whose output E2MC sees, per METHOD.md section 2, and its width in TINY_HEADS
+#: the head whose output E2MC sees, per docs/method.md, and its width in TINY_HEADS
 EMBEDDING_HEADS = {"vicreg": ("projector", "expander_dim"),
                    "swav": ("projection_head", "out_dim"),
                    "simsiam": ("projector", "dim")}

@@ -1,4 +1,4 @@
-"""Bad input to `estimate` (ESTIMATORS.md section 6): every row gets a clear error or policy.
+"""Bad input to `estimate` (docs/estimators.md): every row gets a clear error or policy.
 
 Spacing methods, every backend where the row reaches the backend.
 """

@@ -301,7 +301,7 @@ def test_univariate_closed_forms(dist):
 
 
 def test_documented_boundary_bias():
-    """ESTIMATORS.md: +0.065 nats on U(0,1) and +0.11 on Exp(1) at n = 1000 (resubstitution)."""
+    """docs/estimators.md +0.065 nats on U(0,1) and +0.11 on Exp(1) at n = 1000 (resubstitution)."""
     rng = np.random.default_rng(12)
     u = entropylib.estimate(rng.uniform(size=(1000, 20)), "kde").mean()
     e = entropylib.estimate(rng.exponential(size=(1000, 20)), "kde").mean() - 1.0

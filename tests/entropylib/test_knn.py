@@ -213,7 +213,7 @@ def test_finite_gradients_under_ties(ties, norm):
         assert torch.isfinite(h).all() and torch.isfinite(g).all()
 
 
-# --- ties and bad input (ESTIMATORS.md section 6) ------------------------------------------
+# --- ties and bad input (docs/estimators.md, 'Bad input') --------------------------
 
 
 def test_ties_policy():

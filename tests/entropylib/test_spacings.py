@@ -38,7 +38,7 @@ def m_spacing_reference(col: np.ndarray, m: int, eps: float = 0.0) -> float:
 
 
 def vasicek_expectation(n: int, m: int) -> float:
-    """E[vasicek] on U(0,1), from ESTIMATORS.md section 1 (written out independently)."""
+    """E[vasicek] on U(0,1), docs/estimators.md (written out independently)."""
     tail = sum(digamma(i + m - 1) for i in range(1, m + 1))
     return math.log(n / (2 * m)) + (1 - 2 * m / n) * digamma(2 * m) - digamma(n + 1) + 2 / n * tail
 
@@ -127,7 +127,7 @@ def test_uniform_expectations_monte_carlo(n, m, reps):
 
 # Closed forms at n = 20 000, mean of 4 independent columns. One estimate has a standard
 # deviation <= 0.02 nats here (0.01 for the mean of 4), and the biases shrink from those at
-# n = 1000 (ESTIMATORS.md section 7: up to -0.09 for m_spacing). Tolerances: 0.05 for light
+# n = 1000 (docs/estimators.md: up to -0.09 for m_spacing). Tolerances: 0.05 for light
 # tails and bounded supports, 0.1 for Cauchy and Student t(3), whose extreme spacings add an
 # upward bias to the two-sided estimators. A wrong constant (log 2, a missing 1/m) fails them.
 DISTRIBUTIONS = [

@@ -13,7 +13,7 @@ from entropylib.criteria.e2mc import hypercov, marginal_entropy, squash
 
 
 def reference_e2mc(views, transform, ent_coeff, cov_coeff, m=None, eps=1e-7):
-    """The reference formula of METHOD.md section 2, written with numpy and scipy."""
+    """The reference formula of docs/method.md, written with numpy and scipy."""
     ents, covs = [], []
     for z in views:
         u = 1 / (1 + np.exp(-z)) if transform == "sigmoid" else norm.cdf(z)
