@@ -45,7 +45,10 @@ def estimate(
     nan_policy : {"raise", "omit", "propagate"}
     ties : {"raise", "jitter", "floor"}
         What to do when tied values make a spacing or neighbour distance zero; see
-        :mod:`entropylib.validation` for the exact rules.
+        :mod:`entropylib.validation` for the exact rules. ``"floor"`` (a tie counts as a
+        one-ulp gap, with no gradient) is for training losses that need a finite value; it
+        warns when more than 0.1 % of a column's gaps were floored, since the estimate is
+        then dominated by the floor. Use ``"jitter"`` to estimate the entropy of rounded data.
     seed : int
         Seed of the ``ties="jitter"`` noise.
     **options
@@ -109,6 +112,7 @@ def estimate(
         result = run.marginal(data, const)
     else:
         result = _marginal_with_nans(run, data, nan_cols, nan_policy)
+    validation.warn_floored(run.floored)
     return _finish(result, samples, data, log_base, scalar=joint or samples.was_1d)
 
 
@@ -124,6 +128,8 @@ class _Runner:
             )
         self.spec, self.impl, self.backend = spec, impl, backend
         self.ties, self.seed, self.options = ties, seed, options
+        #: (floored count per column, gaps per column, what, column numbers) under "floor"
+        self.floored: list = []
 
     def _prepare(self, data):
         n = data.shape[0]
@@ -137,7 +143,17 @@ class _Runner:
             )
         return opts
 
-    def _call(self, data, opts):
+    def _call(self, data, opts, columns=None):
+        """Run the implementation; ``columns``: the caller's numbers of data's columns (None
+        for a joint estimate), named by the ``ties="floor"`` warning."""
+        if self.ties != "floor":
+            return self._convert_and_run(data, opts)
+        with validation.count_floored() as floored:
+            out = self._convert_and_run(data, opts)
+        self.floored += [(*record, columns) for record in floored]
+        return out
+
+    def _convert_and_run(self, data, opts):
         to_numpy = self.backend != "torch" and validation.is_tensor(data)
         to_torch = self.backend == "torch" and not validation.is_tensor(data)
         if to_numpy:
@@ -162,13 +178,15 @@ class _Runner:
             return out.detach().numpy()
         return out
 
-    def marginal(self, data, const=None):
-        """Per-column entropies; ``const``: the constant-column mask, if already known."""
+    def marginal(self, data, const=None, columns=None):
+        """Per-column entropies; ``const``: the constant-column mask, if already known;
+        ``columns``: the caller's numbers of the columns (default 0..d-1)."""
         opts = self._prepare(data)
+        columns = np.arange(data.shape[1]) if columns is None else np.asarray(columns)
         if const is None:
             const = validation.constant_columns(data)
         if not const.any():
-            return self._call(data, opts)
+            return self._call(data, opts, columns)
         if self.ties == "raise":
             raise ValueError(
                 f"column(s) {np.flatnonzero(const).tolist()[:10]} are constant, so every "
@@ -179,7 +197,7 @@ class _Runner:
         keep = np.flatnonzero(~const)
         out = _full_like(data, -math.inf, data.shape[1])
         if keep.size:
-            out[keep] = self._call(data[:, keep], opts)
+            out[keep] = self._call(data[:, keep], opts, columns[keep])
         return out
 
     def joint(self, data, const=None):
@@ -201,14 +219,14 @@ def _marginal_with_nans(run: _Runner, data: Any, nan_cols: np.ndarray, nan_polic
     out = _full_like(data, math.nan, data.shape[1])
     clean = np.flatnonzero(~nan_cols)
     if clean.size:
-        out[clean] = run.marginal(data[:, clean])
+        out[clean] = run.marginal(data[:, clean], columns=clean)
     if nan_policy == "omit":
         for j in np.flatnonzero(nan_cols):
             col = data[:, j : j + 1]
             col = col[~(col.isnan() if validation.is_tensor(col) else np.isnan(col))[:, 0]]
             if col.shape[0] == 0:
                 raise ValueError(f"column {j} is all NaN: nothing is left after omitting NaN")
-            out[j : j + 1] = run.marginal(col.reshape(-1, 1))
+            out[j : j + 1] = run.marginal(col.reshape(-1, 1), columns=[j])
     return out
 
 

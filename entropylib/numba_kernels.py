@@ -20,7 +20,8 @@ never by ``import entropylib``.
 Tie policies: every kernel counts the zero gaps of each column; the wrappers raise the same
 ValueError as the numpy/torch path when any remain under ``ties="raise"`` or ``"jitter"``
 (``estimate`` has dequantized the data already under "jitter"). Under ``"floor"`` a gap at or
-below ``finfo(dtype).eps * (max - min)`` of its column is replaced by that floor.
+below ``finfo(dtype).eps * (max - min)`` of its column is replaced by that floor, and the
+count is of floored gaps (for `estimate`'s warning, see :mod:`entropylib.validation`).
 
 Correa's estimator needs, for every i, the mean, the rank covariance and the variance of the
 window of 2m + 1 order statistics around i. Instead of O(m) work per i, the kernel slides the
@@ -109,9 +110,10 @@ def _m_spacing_chunk(row, m, eps, floor_ties, eps_dtype, lo, hi):
     k = 0
     for i in range(lo, hi):
         g = row[i + m] - row[i]
-        if floor_ties and g <= fl:
+        if floor_ties and g <= fl:  # under "floor", z counts the floored gaps
             g = fl
-        if g <= 0:
+            z += 1
+        elif g <= 0:
             z += 1
         acc, k = _add_log(acc, buf, k, scale * np.float64(g) + eps)
     return _flush_logs(acc, buf, k), z
@@ -128,9 +130,10 @@ def _two_sided_chunk(row, m, ebrahimi, floor_ties, eps_dtype, lo, hi):
     k = 0
     for i in range(lo, hi):
         g = row[min(i + m, n - 1)] - row[max(i - m, 0)]
-        if floor_ties and g <= fl:
+        if floor_ties and g <= fl:  # under "floor", z counts the floored gaps
             g = fl
-        if g <= 0:
+            z += 1
+        elif g <= 0:
             z += 1
         if ebrahimi:
             if i + 1 <= m:
@@ -255,7 +258,7 @@ def _run(name: str, x: np.ndarray, m: int, eps: float, ties: str) -> np.ndarray:
     eps_dtype = s.dtype.type(np.finfo(s.dtype).eps)
     run(_KINDS[name], s, m, float(eps), ties == "floor", eps_dtype, count, part, zpart)
     what = "windows of tied values" if name == "correa" else "spacings"
-    validation.check_zero_counts(zpart.sum(axis=1), ties, what)
+    validation.check_zero_counts(zpart.sum(axis=1), ties, what, total=count)
     # chunk sums added in chunk order: the same for every d and thread count
     total = np.zeros(d)
     for c in range(nchunks):

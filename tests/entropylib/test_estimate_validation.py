@@ -195,7 +195,8 @@ def test_ties_raise(method, backend):
 def test_ties_floor_is_a_one_ulp_gap(method, backend):
     """A formula written here: zero spacings replaced by eps * (max - min) of the column."""
     x = np.array([0.0, 1.0, 1.0, 2.5, 3.0, 4.0, 4.0, 4.0, 6.0, 7.5, 8.0])
-    got = entropylib.estimate(x, method, backend=backend, ties="floor", m=1)
+    with pytest.warns(RuntimeWarning, match="ties='floor' floored"):  # 9 % to 30 % floored
+        got = entropylib.estimate(x, method, backend=backend, ties="floor", m=1)
     floor = np.finfo(np.float64).eps * 8.0
     s = np.sort(x)
     n, m = len(s), 1
@@ -210,6 +211,58 @@ def test_ties_floor_is_a_one_ulp_gap(method, backend):
         c = np.array([1.0] + [2.0] * (n - 2) + [1.0]) if method == "ebrahimi" else 2.0
         ref = np.mean(np.log(n * gaps / (c * m)))
     assert abs(got - ref) < 1e-12
+
+
+def _duplicated(n_dup, n=10_000, seed=1):
+    """N(0, 1) with n_dup values repeated once: m_spacing with m = 1 floors n_dup of n - 1."""
+    x = np.random.default_rng(seed).normal(size=n)
+    x[n - n_dup :] = x[:n_dup]
+    return x
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize(("method", "joint"), [
+    ("m_spacing", False), ("vasicek", False), ("ebrahimi", False), ("van_es", False),
+    ("knn", False), ("knn", True),
+])
+def test_ties_floor_warns_when_floored_gaps_dominate(method, backend, joint):
+    """N(0, 1) rounded to 0.1: under "floor" about 30 % of the Vasicek spacings are floored
+    and the estimate (-7.5) is 9 nats below the true 1.42; it must not come silently."""
+    x = np.round(np.random.default_rng(0).normal(size=(10_000, 2)), 1)
+    x = x if joint else x[:, 1]
+    with pytest.warns(RuntimeWarning, match=r"ties='floor' floored .*'jitter'") as record:
+        h = entropylib.estimate(x, method, joint=joint, backend=backend, ties="floor")
+    true = 0.5 * math.log(2 * math.pi * math.e) * (2 if joint else 1)
+    assert h < true - 1  # the number the warning is about
+    where = "the joint sample" if joint else "column(s) [0]"
+    assert where in str(record[0].message)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_ties_floor_warning_threshold(backend):
+    """The rule: warn when more than FLOOR_WARN_FRACTION (0.1 %) of a column's gaps were
+    floored. m = 1 spacings of n = 10^4 values with 5 duplicates: 5 / 9999 floored, silent
+    (and within 0.04 nats of the tie-free sample); with 20 duplicates (0.2 %) a warning."""
+    from entropylib.validation import FLOOR_WARN_FRACTION
+
+    assert FLOOR_WARN_FRACTION == 1e-3
+    few, tie_free = _duplicated(5), _duplicated(0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        h = entropylib.estimate(np.c_[tie_free, few], "m_spacing", m=1, ties="floor",
+                                backend=backend)
+    assert 0 < h[0] - h[1] < 0.04
+    with pytest.warns(RuntimeWarning, match=r"floored 0.2% of the spacings of column\(s\) \[1\]"):
+        entropylib.estimate(np.c_[tie_free, _duplicated(20)], "m_spacing", m=1, ties="floor",
+                            backend=backend)
+
+
+def test_ties_floor_direct_calls_do_not_warn():
+    """Training losses call the estimators directly with ties="floor": no warning there."""
+    x = torch.as_tensor(np.round(np.random.default_rng(0).normal(size=(500, 3)), 1))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        m_spacing(x, m=22, ties="floor")
 
 
 def test_correa_has_no_floor_policy():
