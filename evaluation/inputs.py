@@ -15,6 +15,9 @@ def as_features(x: Any, name: str = "features", *, dtype: Any = np.float32) -> n
     """Return ``x`` as a finite C-contiguous (n, d) array of ``dtype``.
 
     Accepts numpy arrays, array-likes and torch tensors (detached, moved to the CPU).
+    ``dtype=None`` keeps a floating input's own precision (integers become float64), so finite
+    float64 values beyond float32's range stay finite. A finite value that does not fit
+    ``dtype`` is an error saying so, never an "infinite" one.
     """
     if hasattr(x, "detach") and hasattr(x, "cpu"):
         x = x.detach().cpu().numpy()
@@ -27,8 +30,21 @@ def as_features(x: Any, name: str = "features", *, dtype: Any = np.float32) -> n
         )
     if arr.shape[0] == 0 or arr.shape[1] == 0:
         raise ValueError(f"{name} is empty (shape {arr.shape}); expected at least one row/column")
-    arr = np.ascontiguousarray(arr, dtype=dtype)
-    if not np.isfinite(arr).all():
+    if dtype is None:
+        dtype = arr.dtype if arr.dtype.kind == "f" else np.float64
+    _check_finite(arr, name)
+    if arr.dtype.kind == "f" and np.finfo(arr.dtype).max > np.finfo(dtype).max:
+        largest = float(np.max(np.abs(arr)))
+        if largest > np.finfo(dtype).max:
+            raise ValueError(
+                f"{name} has finite values up to {largest:.3g}, beyond the range of "
+                f"{np.dtype(dtype).name} ({np.finfo(dtype).max:.3g}); rescale the features"
+            )
+    return np.ascontiguousarray(arr, dtype=dtype)
+
+
+def _check_finite(arr: np.ndarray, name: str) -> None:
+    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
         bad = ~np.isfinite(arr)
         rows = np.flatnonzero(bad.any(axis=1))
         kind = "NaN" if np.isnan(arr).any() else "infinite"
@@ -36,7 +52,34 @@ def as_features(x: Any, name: str = "features", *, dtype: Any = np.float32) -> n
             f"{name} has {kind} values in {rows.size} row(s) (first: {rows[:5].tolist()}); "
             "features must be finite: check the model output or drop those samples"
         )
-    return arr
+
+
+def positive_int(value: Any, name: str) -> int:
+    """``value`` as an int >= 1, or a ValueError naming the parameter (bools are refused).
+
+    Examples
+    --------
+    >>> positive_int(3, "k")
+    3
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def positive_real(value: Any, name: str) -> float:
+    """``value`` as a finite float > 0, or an error naming the parameter.
+
+    Examples
+    --------
+    >>> positive_real(0.07, "temperature")
+    0.07
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{name} must be a real number, got {value!r}")
+    if not (np.isfinite(value) and value > 0):
+        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+    return float(value)
 
 
 def as_labels(y: Any, n: int, name: str = "labels") -> np.ndarray:

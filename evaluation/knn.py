@@ -34,7 +34,13 @@ from typing import Any
 
 import numpy as np
 
-from evaluation.inputs import as_features, as_labels, check_same_width
+from evaluation.inputs import (
+    as_features,
+    as_labels,
+    check_same_width,
+    positive_int,
+    positive_real,
+)
 
 BACKENDS = ("auto", "faiss", "brute")
 #: bank rows per block: normalised and added to the index one block at a time, and faiss's
@@ -60,10 +66,22 @@ class KNNResult:
 
 
 def l2_normalize(x: np.ndarray) -> np.ndarray:
-    """Rows divided by their Euclidean norm (all-zero rows stay zero), as float32."""
-    x = np.asarray(x, dtype=np.float32)
+    """Rows divided by their Euclidean norm (all-zero rows stay zero), as float32.
+
+    Each row is first divided by its largest absolute value, so the sum of squares neither
+    overflows (rows at 1e20 in float32, or beyond float32's range in float64) nor underflows.
+
+    Examples
+    --------
+    >>> l2_normalize(np.array([[3e300, 4e300], [0.0, 0.0]])).tolist()
+    [[0.6000000238418579, 0.800000011920929], [0.0, 0.0]]
+    """
+    x = np.asarray(x)
+    x = x.astype(np.result_type(x.dtype, np.float32), copy=False)
+    peak = np.max(np.abs(x), axis=1, keepdims=True)
+    x = x / np.where(peak > 0, peak, 1)
     norms = np.sqrt(np.einsum("ij,ij->i", x, x))[:, None]
-    return np.ascontiguousarray(x / np.maximum(norms, np.float32(1e-12)), dtype=np.float32)
+    return np.ascontiguousarray(x / np.where(norms > 0, norms, 1), dtype=np.float32)
 
 
 def knn_neighbors(
@@ -105,10 +123,11 @@ def knn_neighbors(
     >>> idx.tolist()
     [[0, 1]]
     """
-    bank_arr = as_features(bank, "bank")
-    query_arr = as_features(queries, "queries")
+    # normalised block by block into float32; the inputs keep their own precision until then
+    bank_arr = as_features(bank, "bank", dtype=None)
+    query_arr = as_features(queries, "queries", dtype=None)
     check_same_width(bank_arr, query_arr, ("bank", "queries"))
-    k = _clamp_k([k], bank_arr.shape[0])[0]
+    k = _clamp_k(k, bank_arr.shape[0])[0]
     _check_chunk(chunk_size)
     search = _make_searcher(bank_arr, backend, normalize=normalize)
     sims = np.empty((query_arr.shape[0], k), dtype=np.float32)
@@ -117,7 +136,8 @@ def knn_neighbors(
         stop = start + chunk_size
         q = query_arr[start:stop]
         sims[start:stop], idx[start:stop] = _search_chunk(
-            search, l2_normalize(q) if normalize else q, k, bank_arr.shape[0]
+            search, l2_normalize(q) if normalize else _float32(q, "queries"), k,
+            bank_arr.shape[0],
         )
     return sims, idx
 
@@ -138,7 +158,11 @@ def knn_accuracy(
 
     The vote of class c for query q is  sum over the k nearest bank items j with label c of
     exp(s_qj / T),  s the cosine similarity (Wu et al. 2018; Caron et al. 2021 use k = 20,
-    T = 0.07). Every k of the list reuses one search with the largest k.
+    T = 0.07). Every k of the list reuses one search with the largest k. The votes are
+    computed as exp((s_qj - max_j s_qj) / T), the same ranking without overflow at small T
+    (as T -> 0 the vote becomes the nearest neighbour's class). Labels may be any
+    non-negative integers: classes are ranked by vote, then by increasing label; the memory
+    used depends on the number of distinct labels, not on their values.
 
     Parameters
     ----------
@@ -149,7 +173,9 @@ def knn_accuracy(
     temperature : float
         T > 0 of the vote weights.
     num_classes : int, optional
-        Defaults to 1 + the largest label seen.
+        Declares the classes 0..num_classes-1 (labels must be below it). By default the
+        classes are the labels that occur in either set. Classes without a vote fill the
+        top-5 by increasing label.
     backend, chunk_size
         See :func:`knn_neighbors`.
 
@@ -168,29 +194,25 @@ def knn_accuracy(
     >>> res[20].top1
     1.0
     """
-    bank = as_features(train_features, "train_features")
-    queries = as_features(test_features, "test_features")
+    bank = as_features(train_features, "train_features", dtype=None)
+    queries = as_features(test_features, "test_features", dtype=None)
     check_same_width(bank, queries, ("train_features", "test_features"))
     bank_y = as_labels(train_labels, bank.shape[0], "train_labels")
     query_y = as_labels(test_labels, queries.shape[0], "test_labels")
-    if not temperature > 0:
-        raise ValueError(f"temperature must be > 0, got {temperature}")
+    temperature = positive_real(temperature, "temperature")
     _check_chunk(chunk_size)
-    ks = sorted(set(_clamp_k([k] if isinstance(k, (int, np.integer)) else list(k), len(bank))))
-    n_cls = int(max(bank_y.max(), query_y.max())) + 1 if num_classes is None else num_classes
-    if n_cls <= max(bank_y.max(), query_y.max()):
-        raise ValueError(
-            f"num_classes={num_classes} but the labels go up to {max(bank_y.max(), query_y.max())}"
-        )
+    ks = sorted(set(_clamp_k(k, len(bank))))
+    classes = _ranked_classes(np.concatenate([bank_y, query_y]), num_classes)
+    bank_c = np.searchsorted(classes, bank_y)  # class positions 0..len(classes)-1
     search = _make_searcher(bank, backend, normalize=True)
-    n_top = min(5, n_cls)
+    n_top = min(5, classes.size)
     preds = {kk: np.empty((len(queries), n_top), dtype=np.int64) for kk in ks}
     for start in range(0, len(queries), chunk_size):
         q = l2_normalize(queries[start : start + chunk_size])
         sims, idx = _search_chunk(search, q, ks[-1], len(bank))
         for kk in ks:
-            scores = class_votes(sims[:, :kk], bank_y[idx[:, :kk]], n_cls, temperature)
-            preds[kk][start : start + len(sims)] = _top_classes(scores, n_top)
+            scores = class_votes(sims[:, :kk], bank_c[idx[:, :kk]], classes.size, temperature)
+            preds[kk][start : start + len(sims)] = classes[_top_classes(scores, n_top)]
     out = {}
     for kk in ks:
         p = preds[kk]
@@ -207,9 +229,15 @@ def knn_accuracy(
 def class_votes(
     similarities: np.ndarray, neighbor_labels: np.ndarray, num_classes: int, temperature: float
 ) -> np.ndarray:
-    """Per-class vote sum_j [y_j = c] exp(s_j / T) for every query, float64, shape (m, C)."""
+    """Per-class vote sum_j [y_j = c] exp((s_j - max_j s_j) / T) for every query.
+
+    float64, shape (m, C); ``neighbor_labels`` are class positions 0..C-1. Subtracting each
+    query's largest similarity scales its votes by one positive factor (the ranking of
+    exp(s_j / T) is unchanged) and keeps every weight in (0, 1], so no vote overflows.
+    """
     m, k = similarities.shape
-    weights = np.exp(similarities.astype(np.float64) / temperature)
+    s = similarities.astype(np.float64)
+    weights = np.exp((s - s.max(axis=1, keepdims=True)) / temperature)
     flat = (np.arange(m)[:, None] * num_classes + neighbor_labels).ravel()
     votes = np.bincount(flat, weights=weights.ravel(), minlength=m * num_classes)
     return votes.reshape(m, num_classes)
@@ -221,18 +249,33 @@ def _top_classes(scores: np.ndarray, n_top: int) -> np.ndarray:
     return order[:, :n_top]
 
 
-def _clamp_k(ks: list[int], n_bank: int) -> list[int]:
+def _ranked_classes(labels: np.ndarray, num_classes: int | None) -> np.ndarray:
+    """The sorted labels a query can be predicted: those that occur, plus, when the classes
+    are declared as 0..num_classes-1, the (at most 5) smallest absent ones, which are all that
+    can fill a top-5 with zero votes."""
+    present = np.unique(labels)
+    if num_classes is None:
+        return present
+    num_classes = positive_int(num_classes, "num_classes")
+    if present[-1] >= num_classes:
+        raise ValueError(f"num_classes={num_classes} but the labels go up to {present[-1]}")
+    # among 0..len(present)+4 at least 5 labels are absent
+    absent = np.setdiff1d(np.arange(min(present.size + 5, num_classes)), present)[:5]
+    return np.union1d(present, absent)
+
+
+def _clamp_k(k: int | Sequence[int], n_bank: int) -> list[int]:
+    ks = list(k) if isinstance(k, Sequence) else [k]
     out = []
-    for k in ks:
-        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-            raise ValueError(f"k must be a positive integer, got {k!r}")
-        if k > n_bank:
+    for kk in ks:
+        kk = positive_int(kk, "k")
+        if kk > n_bank:
             warnings.warn(
-                f"k={k} is larger than the bank ({n_bank} items); using k={n_bank}",
+                f"k={kk} is larger than the bank ({n_bank} items); using k={n_bank}",
                 RuntimeWarning,
                 stacklevel=3,
             )
-        out.append(int(min(k, n_bank)))
+        out.append(min(kk, n_bank))
     if not out:
         raise ValueError("k must be a positive integer or a non-empty list of them")
     return out
@@ -264,7 +307,12 @@ def _bank_blocks(bank: np.ndarray, normalize: bool) -> Iterator[np.ndarray]:
     index is filled without a second full-size copy of the bank."""
     for start in range(0, bank.shape[0], BANK_BLOCK):
         block = bank[start : start + BANK_BLOCK]
-        yield l2_normalize(block) if normalize else np.ascontiguousarray(block, dtype=np.float32)
+        yield l2_normalize(block) if normalize else _float32(block, "bank")
+
+
+def _float32(x: np.ndarray, name: str) -> np.ndarray:
+    """Un-normalised rows for an inner-product search, refused when float32 cannot hold them."""
+    return as_features(x, name, dtype=np.float32)
 
 
 def _faiss_searcher(blocks: Iterator[np.ndarray], dim: int) -> Searcher:

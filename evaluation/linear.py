@@ -20,7 +20,13 @@ from typing import Any
 
 import numpy as np
 
-from evaluation.inputs import as_features, as_labels, check_same_width
+from evaluation.inputs import (
+    as_features,
+    as_labels,
+    check_same_width,
+    positive_int,
+    positive_real,
+)
 from evaluation.subsets import validation_split
 
 #: Inverse regularisation strengths tried by default (log grid, as in Kornblith et al. 2019).
@@ -54,6 +60,8 @@ def linear_probe(
 
     Model: p(y = c | x) = softmax_c(W z + b), z the standardised features (mean / std of the
     training features), fitted by minimising  sum_i -log p(y_i | x_i) + |W|^2 / (2 C).
+    Each column is divided by its largest absolute training value before the mean and std
+    are taken, so features at any finite scale (1e-200 or 1e200) give the same probe.
 
     Parameters
     ----------
@@ -93,11 +101,13 @@ def linear_probe(
     check_same_width(x_tr, x_te, ("train_features", "test_features"))
     y_tr = as_labels(train_labels, x_tr.shape[0], "train_labels")
     y_te = as_labels(test_labels, x_te.shape[0], "test_labels")
-    cs = [float(c) for c in Cs]
-    if not cs or any(not c > 0 for c in cs):
-        raise ValueError(f"Cs must be a non-empty list of positive numbers, got {list(Cs)}")
+    if not isinstance(Cs, Sequence) or isinstance(Cs, str) or not Cs:
+        raise TypeError(f"Cs must be a non-empty sequence of positive numbers, got {Cs!r}")
+    cs = [positive_real(c, "Cs") for c in Cs]
+    max_iter = positive_int(max_iter, "max_iter")
     if np.unique(y_tr).size < 2:
         raise ValueError("train_labels hold a single class; a classifier needs at least two")
+    x_tr, x_te = _unit_peak_columns(x_tr, x_te)
 
     def fit(x: np.ndarray, y: np.ndarray, c: float) -> Any:
         model = make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=max_iter))
@@ -119,6 +129,24 @@ def linear_probe(
         n_train=int(fit_idx.size),
         n_val=int(val_idx.size),
     )
+
+
+def _unit_peak_columns(x_tr: np.ndarray, x_te: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Both sets divided by each column's largest absolute TRAINING value.
+
+    StandardScaler alone fails at the extremes: the sum of squares behind its std overflows
+    at 1e200 (NaN features), and below ~1e-150 it underflows, a scale under 10 eps counts as
+    "constant" and the features are left unscaled (the probe then returns chance).
+    """
+    peak = np.max(np.abs(x_tr), axis=0)
+    peak[peak == 0] = 1.0
+    x_te = x_te / peak
+    if not np.isfinite(x_te).all():
+        raise ValueError(
+            "test_features exceed the training features' range by more than float64 can "
+            "represent (the probe scales both by the training maxima); check the features"
+        )
+    return x_tr / peak, x_te
 
 
 def topk_accuracy(

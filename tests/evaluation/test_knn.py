@@ -5,7 +5,7 @@ import warnings
 import numpy as np
 import pytest
 
-from evaluation.knn import knn_accuracy, knn_neighbors
+from evaluation.knn import knn_accuracy, knn_neighbors, l2_normalize
 
 
 def _reference_knn(bank, bank_y, queries, k, temperature, n_cls):
@@ -160,3 +160,95 @@ def test_bad_input_is_rejected_clearly():
         warnings.simplefilter("error")
         with pytest.raises(ValueError, match="num_classes"):
             knn_accuracy(x, np.arange(10), x, y, k=3, num_classes=5)
+
+
+def test_large_label_values_are_remapped_not_allocated():
+    # labels {0, 1, 2, 10**6} once made a (queries x 10**6) vote matrix; 1e12 raised MemoryError
+    import tracemalloc
+
+    rng = np.random.default_rng(6)
+    centers = 10 * np.eye(4)
+    cls = rng.integers(0, 4, 400)
+    x = centers[cls] + rng.normal(size=(400, 4))
+    small = knn_accuracy(x[:200], cls[:200], x[200:], cls[200:], k=5, backend="brute")[5]
+    for top in (10**6, 10**12):
+        values = np.array([0, 1, 2, top])
+        tracemalloc.start()
+        res = knn_accuracy(x[:200], values[cls[:200]], x[200:], values[cls[200:]], k=5,
+                           backend="brute")[5]
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        assert peak < 20e6, peak  # the vote matrix is 200 x 4, whatever the label values
+        assert res.top1 == small.top1 and res.top5 == small.top5
+        # predictions are the labels themselves, ranked as with the labels 0..3
+        np.testing.assert_array_equal(res.predictions, values[small.predictions])
+
+
+def test_gaps_in_the_labels_keep_the_zero_vote_ranking_of_all_classes():
+    # Classes without a vote fill the top-5 by increasing label. By default the classes are the
+    # labels that occur (a label that occurs nowhere cannot be right); num_classes declares
+    # 0..num_classes-1 as classes, and the absent ones then count, as in a dense vote matrix.
+    bank = np.array([[1.0, 0.0], [0.0, 1.0]])
+    y = np.array([7, 9])
+    res = knn_accuracy(bank, y, bank[:1], y[:1], k=1, backend="brute")[1]
+    assert res.predictions.tolist() == [[7, 9]]
+    res = knn_accuracy(bank, y, bank[:1], y[:1], k=1, num_classes=12, backend="brute")[1]
+    assert res.predictions.tolist() == [[7, 0, 1, 2, 3]]
+
+
+def test_tiny_temperature_votes_like_the_nearest_neighbour():
+    # exp(s / T) overflowed to inf for every neighbour at T = 1e-3 and the lowest class won
+    rng = np.random.default_rng(7)
+    centers = rng.normal(size=(6, 8)) * 3
+    y = rng.integers(0, 6, 1500)
+    x = centers[y] + rng.normal(size=(1500, 8))
+    nearest = knn_accuracy(x[:1000], y[:1000], x[1000:], y[1000:], k=1, backend="brute")[1]
+    for t in (1e-3, 1e-6):
+        res = knn_accuracy(x[:1000], y[:1000], x[1000:], y[1000:], k=20, temperature=t,
+                           backend="brute")[20]
+        np.testing.assert_array_equal(res.predictions[:, 0], nearest.predictions[:, 0])
+    # and at a moderate temperature the votes equal an independent log-sum-exp reference
+    ref = _reference_knn(x[:1000], y[:1000], x[1000:1100], 20, 0.01, 6)
+    res = knn_accuracy(x[:1000], y[:1000], x[1000:1100], y[1000:1100], k=20, temperature=0.01,
+                       backend="brute")[20]
+    np.testing.assert_array_equal(res.predictions[:, 0], ref)
+
+
+@pytest.mark.parametrize("backend", ["faiss", "brute"])
+def test_features_beyond_float32_range_keep_their_directions(backend):
+    # |x| ~ 1e20 overflowed the float32 norm and zeroed every row (top-1 0.24 instead of 1);
+    # finite float64 features above float32's range were called "infinite"
+    rng = np.random.default_rng(8)
+    centers = 10 * np.eye(4)
+    y = rng.integers(0, 4, 400)
+    x = centers[y] + rng.normal(size=(400, 4))
+    ref = knn_accuracy(x[:300], y[:300], x[300:], y[300:], k=10, backend=backend)[10]
+    assert ref.top1 == 1.0
+    for scale in (1e20, 1e40, 1e300, 1e-30, 1e-300):
+        big = x * scale
+        res = knn_accuracy(big[:300], y[:300], big[300:], y[300:], k=10, backend=backend)[10]
+        np.testing.assert_array_equal(res.predictions, ref.predictions)
+    np.testing.assert_allclose(l2_normalize(x * 1e300), l2_normalize(x), rtol=1e-6)
+    s1, i1 = knn_neighbors(x * 1e40, x[:5] * 1e-40, 3, backend=backend)
+    s2, i2 = knn_neighbors(x, x[:5], 3, backend=backend)
+    np.testing.assert_array_equal(i1, i2)
+    np.testing.assert_allclose(s1, s2, rtol=1e-6)
+
+
+def test_parameter_errors_name_the_parameter():
+    x = np.eye(3)[np.arange(12) % 3] + 0.1
+    y = np.arange(12) % 3
+    with pytest.raises(ValueError, match=r"k must be a positive integer.*2\.5"):
+        knn_accuracy(x, y, x, y, k=2.5)
+    with pytest.raises(ValueError, match=r"k must be a positive integer.*2\.5"):
+        knn_accuracy(x, y, x, y, k=(1, 2.5))
+    with pytest.raises(ValueError, match=r"k must be a positive integer.*2\.5"):
+        knn_neighbors(x, x, 2.5)
+    with pytest.raises(TypeError, match="temperature must be a real number.*'0.1'"):
+        knn_accuracy(x, y, x, y, k=3, temperature="0.1")
+    with pytest.raises(ValueError, match="temperature must be.*inf"):
+        knn_accuracy(x, y, x, y, k=3, temperature=float("inf"))
+    with pytest.raises(ValueError, match=r"num_classes must be a positive integer.*4\.5"):
+        knn_accuracy(x, y, x, y, k=3, num_classes=4.5)
+    with pytest.raises(ValueError, match="num_classes must be a positive integer.*True"):
+        knn_accuracy(x, y, x, y, k=3, num_classes=True)

@@ -142,3 +142,36 @@ def test_transfer_probe_equals_linear_probe_on_the_encoded_target():
     assert res.C == direct.C
     assert res.top1 == pytest.approx(direct.top1)
     assert res.top1 >= 0.8
+
+
+@pytest.mark.parametrize("scale", [1e200, 1e-200, 1e30, 1e-30])
+def test_probe_is_scale_invariant_far_from_unit_scale(scale):
+    # at 1e200 the standardisation overflowed ("Input X contains NaN"); at 1e-200 the variance
+    # underflowed to 0, the features were left at 1e-200 and the probe returned chance (0.25)
+    rng = np.random.default_rng(9)
+    x, y = _clusters(rng, 600, n_cls=4)
+    ref = linear_probe(x[:400], y[:400], x[400:], y[400:], Cs=(0.1, 1.0))
+    assert ref.top1 == 1.0
+    res = linear_probe(x[:400] * scale, y[:400], x[400:] * scale, y[400:], Cs=(0.1, 1.0))
+    assert res.top1 == ref.top1 and res.C == ref.C
+    assert res.val_top1 == pytest.approx(ref.val_top1)
+
+
+def test_probe_standardises_on_training_features_only():
+    # Shifting and scaling the test features alone must change the predictions: the probe
+    # standardises with the training statistics, never with the test set's own.
+    rng = np.random.default_rng(10)
+    x, y = _clusters(rng, 600, n_cls=4)
+    res = linear_probe(x[:400], y[:400], 3 * x[400:] + 50, y[400:], Cs=(1.0,))
+    assert res.top1 < 0.9
+
+
+def test_probe_parameter_errors_name_the_parameter():
+    x = np.ones((10, 3))
+    y = np.array([0, 1] * 5)
+    with pytest.raises(ValueError, match=r"max_iter must be a positive integer.*2\.5"):
+        linear_probe(x, y, x, y, max_iter=2.5)
+    with pytest.raises(TypeError, match="Cs must be.*'1'"):
+        linear_probe(x, y, x, y, Cs=("1",))
+    with pytest.raises(TypeError, match="Cs must be"):
+        linear_probe(x, y, x, y, Cs=1.0)
