@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(PY) -m adapters.continue_train
+	$(PY) -m evaluation.demo
 
 test: $(STAMP)
 	$(PY) -m ruff check .

@@ -45,7 +45,7 @@ from adapters.train import (
 
 #: the shipped base model (made by the command in adapters/default/README.md)
 DEFAULT_CHECKPOINT = Path(__file__).parent / "default" / "small_cnn_vicreg_fmnist.pt"
-FASHION_MNIST_ROOT = Path("/usr/share/datasets/fashion-mnist")
+FASHION_MNIST_ROOT = data.fashion_mnist_root()
 #: steps of the embedded default run: about two minutes on two shared CPU cores
 DEFAULT_STEPS = 120
 DEFAULT_BATCH = 256
@@ -207,7 +207,7 @@ def run_default(
     The kNN protocol (weighted, k=20, T=0.07, cosine; Wu et al. 2018) uses a fixed evenly
     spaced subset of ``bank`` training images as the bank and ``queries`` test images.
     """
-    if FASHION_MNIST_ROOT.is_dir():
+    if data.fashion_mnist_available(FASHION_MNIST_ROOT):
         dataset, root = "fashion-mnist", str(FASHION_MNIST_ROOT)
     else:
         print(f"{FASHION_MNIST_ROOT} not found: using scikit-learn's digits instead")

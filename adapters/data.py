@@ -27,18 +27,23 @@ from adapters.augment import MultiView, eval_transform, ssl_views
 
 __all__ = [
     "DEBIAN_FASHION_MNIST",
+    "FASHION_MNIST_ENV",
     "DatasetInfo",
     "ImageArrayDataset",
     "MultiView",
     "dataset_info",
     "eval_transform",
+    "fashion_mnist_available",
+    "fashion_mnist_root",
     "load_dataset",
     "read_idx",
     "ssl_views",
 ]
 
-#: where Debian's ``fashion-mnist`` package installs the IDX files
+#: where Debian's ``dataset-fashion-mnist`` package installs the IDX files
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+#: environment variable naming another Fashion-MNIST folder (see :func:`fashion_mnist_root`)
+FASHION_MNIST_ENV = "ENTROPYLIB_FASHION_MNIST"
 
 _IMAGENET_MEAN = (0.485, 0.456, 0.406)
 _IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -169,6 +174,38 @@ class ImageArrayDataset(Dataset):
         return image, self.targets[index]
 
 
+def fashion_mnist_root() -> Path:
+    """The Fashion-MNIST folder used when no ``root`` is given.
+
+    ``$ENTROPYLIB_FASHION_MNIST`` if that variable is set and not empty, else Debian's
+    ``/usr/share/datasets/fashion-mnist``. The folder may not hold the data: see
+    :func:`fashion_mnist_available`.
+
+    Examples
+    --------
+    >>> from unittest import mock
+    >>> from adapters.data import fashion_mnist_root
+    >>> with mock.patch.dict("os.environ", {"ENTROPYLIB_FASHION_MNIST": "/data/fmnist"}):
+    ...     print(fashion_mnist_root())
+    /data/fmnist
+    >>> with mock.patch.dict("os.environ", {"ENTROPYLIB_FASHION_MNIST": ""}):  # empty: unset
+    ...     print(fashion_mnist_root())
+    /usr/share/datasets/fashion-mnist
+    """
+    chosen = os.environ.get(FASHION_MNIST_ENV, "")
+    return Path(chosen).expanduser() if chosen else DEBIAN_FASHION_MNIST
+
+
+def fashion_mnist_available(root: str | os.PathLike[str] | None = None) -> bool:
+    """Whether ``root`` (default :func:`fashion_mnist_root`) holds both Fashion-MNIST splits.
+
+    True when the four IDX files (gzipped or not) are in a layout :func:`load_dataset` reads;
+    an empty or missing folder is False, like a machine without the data.
+    """
+    base = fashion_mnist_root() if root is None else Path(root).expanduser()
+    return all(_fashion_files(base, train) is not None for train in (True, False))
+
+
 def load_dataset(
     name: str,
     root: str | os.PathLike[str] | None = None,
@@ -187,7 +224,7 @@ def load_dataset(
         ``cifar-10-batches-py`` / ``cifar-100-python``, or is that folder), ``stl10`` (``root``
         holds ``stl10_binary``; splits "train"/"test"), ``fashion-mnist`` (``root`` holds the
         four IDX files, gzipped or not, directly or under ``FashionMNIST/raw``; default
-        ``/usr/share/datasets/fashion-mnist``), ``digits`` (scikit-learn's 1797 8x8 digits,
+        :func:`fashion_mnist_root`), ``digits`` (scikit-learn's 1797 8x8 digits,
         embedded, upscaled bilinearly to ``digits_size``; ``root`` unused; fixed stratified
         split: the
         0th, 5th, 10th, ... image of each class are the 364 test images, the other 1433 the
@@ -235,7 +272,10 @@ def load_dataset(
             random_offset=0 if train else FAKE_SIZES[True],
         )
     if name == "fashion-mnist":
-        folder = _existing_root(name, DEBIAN_FASHION_MNIST if root is None else root)
+        if root is None:
+            folder = _default_fashion_mnist()
+        else:
+            folder = _existing_root(name, root)
         images, labels = _fashion_mnist(str(folder), train)
         classes = list(datasets.FashionMNIST.classes)
         return ImageArrayDataset(images, labels, transform=transform, classes=classes)
@@ -264,6 +304,18 @@ def _existing_root(name: str, root: str | os.PathLike[str]) -> Path:
         raise FileNotFoundError(
             f"data root {str(folder)!r} for dataset {name!r} does not exist or is not a "
             "directory (nothing is downloaded; put the data there or pass root=...)"
+        )
+    return folder
+
+
+def _default_fashion_mnist() -> Path:
+    folder = fashion_mnist_root()
+    if not fashion_mnist_available(folder):
+        raise FileNotFoundError(
+            f"Fashion-MNIST is not installed in {str(folder)!r} (the folder is missing or lacks "
+            f"the four IDX files, e.g. train-images-idx3-ubyte.gz); set {FASHION_MNIST_ENV} to "
+            f"the folder that holds them, or install Debian's dataset-fashion-mnist package "
+            f"({DEBIAN_FASHION_MNIST})"
         )
     return folder
 
@@ -312,20 +364,16 @@ _FASHION_FILES = {
 
 @functools.lru_cache(maxsize=4)
 def _fashion_mnist(folder: str, train: bool) -> tuple[np.ndarray, np.ndarray]:
-    images_name, labels_name = _FASHION_FILES[train]
     base = Path(folder)
-    candidates = [base, base / "FashionMNIST" / "raw", base / "raw"]
-    for directory in candidates:
-        images = _find_idx(directory, images_name)
-        labels = _find_idx(directory, labels_name)
-        if images is not None and labels is not None:
-            break
-    else:
+    found = _fashion_files(base, train)
+    if found is None:
+        images_name, labels_name = _FASHION_FILES[train]
         raise FileNotFoundError(
             f"Fashion-MNIST files {images_name}[.gz] and {labels_name}[.gz] not found in "
-            f"{[str(c) for c in candidates]}; expected the Debian folder "
-            f"({DEBIAN_FASHION_MNIST}) or torchvision's <root>/FashionMNIST/raw layout"
+            f"{[str(c) for c in _fashion_folders(base)]}; expected the Debian layout (the "
+            f"files directly in the folder) or torchvision's <root>/FashionMNIST/raw layout"
         )
+    images, labels = found
     x, y = read_idx(images), read_idx(labels)
     if x.ndim != 3 or y.ndim != 1 or len(x) != len(y):
         raise ValueError(
@@ -338,6 +386,21 @@ def _fashion_mnist(folder: str, train: bool) -> tuple[np.ndarray, np.ndarray]:
     y = y.astype(np.int64)
     y.flags.writeable = False
     return x, y
+
+
+def _fashion_folders(base: Path) -> list[Path]:
+    return [base, base / "FashionMNIST" / "raw", base / "raw"]
+
+
+def _fashion_files(base: Path, train: bool) -> tuple[Path, Path] | None:
+    """The images and labels files of one split under ``base``, or None if absent."""
+    images_name, labels_name = _FASHION_FILES[train]
+    for directory in _fashion_folders(base):
+        images = _find_idx(directory, images_name)
+        labels = _find_idx(directory, labels_name)
+        if images is not None and labels is not None:
+            return images, labels
+    return None
 
 
 def _find_idx(directory: Path, stem: str) -> Path | None:
@@ -367,9 +430,13 @@ def read_idx(path: str | os.PathLike[str]) -> np.ndarray:
 
     Examples
     --------
+    >>> import tempfile
+    >>> from pathlib import Path
     >>> from adapters.data import read_idx
-    >>> read_idx("/usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz").shape
-    (10000,)
+    >>> path = Path(tempfile.mkdtemp()) / "labels-idx1-ubyte"
+    >>> _ = path.write_bytes(bytes([0, 0, 0x08, 1, 0, 0, 0, 3, 7, 8, 9]))  # uint8, 1-D, 3 items
+    >>> read_idx(path)
+    array([7, 8, 9], dtype=uint8)
     """
     path = Path(path)
     opener = gzip.open if path.suffix == ".gz" else open

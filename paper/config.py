@@ -26,7 +26,24 @@ from typing import Any
 #: bumped when the meaning of a stored result changes, so old results are not reused
 SCHEMA_VERSION = 1
 
+#: the Fashion-MNIST folder recorded in every unit's configuration. It is part of each unit's
+#: name, so it stays Debian's folder on every machine (the committed results keep their names);
+#: the images are read from :func:`data_folder`, which honours ENTROPYLIB_FASHION_MNIST.
 FASHION_MNIST_ROOT = "/usr/share/datasets/fashion-mnist"
+
+
+def data_folder(root: str) -> str:
+    """The folder to read a unit's data from, given the ``root`` its configuration records.
+
+    The recorded default :data:`FASHION_MNIST_ROOT` means "wherever this machine keeps
+    Fashion-MNIST": ``adapters.data.fashion_mnist_root()`` (``$ENTROPYLIB_FASHION_MNIST`` if
+    set). Any other recorded folder is used as it is.
+    """
+    if root != FASHION_MNIST_ROOT:
+        return root
+    from adapters.data import fashion_mnist_root
+
+    return str(fashion_mnist_root())
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from paper.config import data_folder
 from paper.units import RunStore, Unit
 
 log = logging.getLogger("paper")
@@ -94,7 +95,7 @@ def pretrain(unit: Unit, folder: Path, store: RunStore, *, progress: bool = True
         "method": model["method"],
         "backbone": model["backbone"],
         "dataset": data["name"],
-        "data_root": data["root"],
+        "data_root": data_folder(data["root"]),
         "epochs": model["epochs"],
         "max_steps": model["max_steps"],
         "batch_size": model["batch_size"],
@@ -117,7 +118,7 @@ def continue_training(
         "method": cfg["method"],
         "checkpoint": str(store.folder(base) / CHECKPOINT),
         "dataset": cfg["data"]["name"],
-        "data_root": cfg["data"]["root"],
+        "data_root": data_folder(cfg["data"]["root"]),
         "epochs": cfg["epochs"],
         "max_steps": cfg["max_steps"],
         "batch_size": cfg["batch_size"],
@@ -166,7 +167,7 @@ def _datasets(name: str, root: str | None, meta: Mapping[str, Any], limits: tupl
     # transfer data set goes through the same normalisation so the encoder sees what it knows
     info = dataclasses.replace(info, mean=tuple(meta["mean"]), std=tuple(meta["std"]))
     transform = eval_transform(info)
-    data_root = root if name == "fashion-mnist" else None
+    data_root = data_folder(root) if name == "fashion-mnist" else None
     train = _limit(load_dataset(name, data_root, train=True, transform=transform), limits[0])
     test = _limit(load_dataset(name, data_root, train=False, transform=transform), limits[1])
     return info, transform, train, test
@@ -315,7 +316,7 @@ def _semisup(unit: Unit, store: RunStore, options: dict, progress: bool) -> dict
         data["name"], data["root"], meta, (data["eval_train_limit"], data["eval_test_limit"])
     )
     train_aug = _limit(
-        load_dataset(data["name"], data["root"], train=True,
+        load_dataset(data["name"], data_folder(data["root"]), train=True,
                      transform=probe_train_transform(info)),
         data["eval_train_limit"],
     )

@@ -1,9 +1,8 @@
-"""Data sets: real Fashion-MNIST from the Debian folder, embedded digits, FakeData, ImageFolder,
+"""Data sets: real Fashion-MNIST from its installed folder, embedded digits, FakeData, ImageFolder,
 the IDX reader, statistics in DatasetInfo, and clear errors for missing or unknown data."""
 
 import gzip
 import math
-import shutil
 import struct
 
 import numpy as np
@@ -15,16 +14,18 @@ from sklearn.datasets import load_digits
 
 from adapters.data import (
     DEBIAN_FASHION_MNIST,
+    FASHION_MNIST_ENV,
     DatasetInfo,
+    _fashion_files,
     dataset_info,
     eval_transform,
+    fashion_mnist_available,
+    fashion_mnist_root,
     load_dataset,
     read_idx,
 )
 
-needs_fashion = pytest.mark.skipif(
-    not DEBIAN_FASHION_MNIST.is_dir(), reason="Debian fashion-mnist package not installed"
-)
+needs_fashion = pytest.mark.requires_fashion_mnist
 NAMES = ["imagefolder", "cifar10", "cifar100", "stl10", "fashion-mnist", "digits", "fake"]
 
 
@@ -47,7 +48,7 @@ def test_unknown_dataset():
 @needs_fashion
 def test_fashion_mnist_debian_shapes_and_labels():
     train = load_dataset("fashion-mnist", train=True)
-    test = load_dataset("fashion-mnist", DEBIAN_FASHION_MNIST, train=False)
+    test = load_dataset("fashion-mnist", fashion_mnist_root(), train=False)
     # the published split: 60,000 training and 10,000 test images, 10 balanced classes
     assert (len(train), len(test)) == (60_000, 10_000)
     assert np.bincount(train.targets).tolist() == [6000] * 10
@@ -66,8 +67,10 @@ def test_fashion_mnist_matches_torchvision_reader(tmp_path):
     # torchvision's own IDX reader on the decompressed files is the independent reference
     raw = tmp_path / "FashionMNIST" / "raw"
     raw.mkdir(parents=True)
-    for stem in ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"):
-        with gzip.open(DEBIAN_FASHION_MNIST / f"{stem}.gz", "rb") as src:
+    installed = _fashion_files(fashion_mnist_root(), train=False)
+    for stem, path in zip(("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"), installed,
+                          strict=True):
+        with (gzip.open if path.suffix == ".gz" else open)(path, "rb") as src:
             (raw / stem).write_bytes(src.read())
     images = torchvision.datasets.mnist.read_image_file(str(raw / "t10k-images-idx3-ubyte"))
     labels = torchvision.datasets.mnist.read_label_file(str(raw / "t10k-labels-idx1-ubyte"))
@@ -92,6 +95,50 @@ def test_fashion_mnist_statistics_match_info():
     info = dataset_info("fashion-mnist")
     assert info.mean[0] == pytest.approx(mean, abs=5e-4)
     assert info.std[0] == pytest.approx(std, abs=5e-4)
+
+
+def _write_fashion_mnist(folder, n_train=6, n_test=3):
+    """Tiny IDX files in the Debian layout: image i is filled with the value i, label i % 10."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for split, n in (("train", n_train), ("t10k", n_test)):
+        images = bytes(i for i in range(n) for _ in range(28 * 28))
+        labels = bytes(i % 10 for i in range(n))
+        for stem, raw in ((f"{split}-images-idx3-ubyte", _idx_bytes(0x08, (n, 28, 28), images)),
+                          (f"{split}-labels-idx1-ubyte", _idx_bytes(0x08, (n,), labels))):
+            (folder / f"{stem}.gz").write_bytes(gzip.compress(raw))
+
+
+def test_fashion_mnist_root_follows_the_environment(tmp_path, monkeypatch):
+    monkeypatch.setenv(FASHION_MNIST_ENV, str(tmp_path / "fm"))
+    assert fashion_mnist_root() == tmp_path / "fm"
+    assert not fashion_mnist_available()  # missing folder
+    (tmp_path / "fm").mkdir()
+    assert not fashion_mnist_available()  # empty folder: the same as not installed
+    _write_fashion_mnist(tmp_path / "fm")
+    assert fashion_mnist_available()
+    test = load_dataset("fashion-mnist", train=False)  # no root: the variable's folder
+    assert len(test) == 3 and test.targets == [0, 1, 2]
+    assert np.asarray(test[2][0]).tolist() == [[2] * 28] * 28
+    monkeypatch.setenv(FASHION_MNIST_ENV, "")
+    assert fashion_mnist_root() == DEBIAN_FASHION_MNIST
+    monkeypatch.delenv(FASHION_MNIST_ENV)
+    assert fashion_mnist_root() == DEBIAN_FASHION_MNIST
+
+
+@pytest.mark.parametrize("state", ["missing", "empty", "one split"])
+def test_default_fashion_mnist_not_installed_names_the_variable(tmp_path, monkeypatch, state):
+    folder = tmp_path / "fm"
+    if state != "missing":
+        folder.mkdir()
+    if state == "one split":
+        _write_fashion_mnist(folder)
+        (folder / "t10k-labels-idx1-ubyte.gz").unlink()
+    monkeypatch.setenv(FASHION_MNIST_ENV, str(folder))
+    assert not fashion_mnist_available()
+    for train in (True, False):
+        with pytest.raises(FileNotFoundError, match=f"not installed in '{folder}'.*"
+                                                    f"set {FASHION_MNIST_ENV}"):
+            load_dataset("fashion-mnist", train=train)
 
 
 def test_fashion_mnist_missing_files(tmp_path):
@@ -246,12 +293,10 @@ def test_read_idx_rejects_bad_files(tmp_path, raw, message):
 
 
 def test_read_idx_truncated_gzip(tmp_path):
-    if not DEBIAN_FASHION_MNIST.is_dir():
-        pytest.skip("Debian fashion-mnist package not installed")
-    src = DEBIAN_FASHION_MNIST / "t10k-labels-idx1-ubyte.gz"
+    # random bytes barely compress: the cut falls inside the compressed stream
+    payload = np.random.default_rng(0).integers(0, 256, 5000, dtype=np.uint8).tobytes()
     path = tmp_path / "cut-idx1-ubyte.gz"
-    shutil.copyfile(src, path)
-    path.write_bytes(path.read_bytes()[:1000])
+    path.write_bytes(gzip.compress(_idx_bytes(0x08, (5000,), payload))[:1000])
     with pytest.raises(ValueError, match="cannot read IDX file"):
         read_idx(path)
 

@@ -22,6 +22,7 @@ def _export(path, seed):
     return export_backbone(path, build_backbone("small_cnn", in_channels=1), metadata=meta)
 
 
+@pytest.mark.requires_fashion_mnist  # the transfer set
 def test_cli_compares_two_checkpoints(tmp_path, capsys):
     a = _export(tmp_path / "a" / "backbone.pt", 0)
     b = _export(tmp_path / "b" / "backbone.pt", 1)

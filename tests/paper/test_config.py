@@ -134,3 +134,14 @@ def test_shared_rows_are_one_unit():
     coeffs = sorted((u.config["options"]["ent_coeff"], u.config["options"]["cov_coeff"])
                     for u in e2mc)
     assert coeffs == [(0.0, 1.0), (10.0, 0.0), (10.0, 1.0)]
+
+
+def test_recorded_default_root_reads_from_the_environment(monkeypatch, tmp_path):
+    """Units keep Debian's folder in their names; the images come from wherever the user's
+    ENTROPYLIB_FASHION_MNIST says, so committed results are found on every machine."""
+    monkeypatch.setenv("ENTROPYLIB_FASHION_MNIST", str(tmp_path))
+    assert cfg.full().data.root == "/usr/share/datasets/fashion-mnist"
+    assert cfg.data_folder(cfg.FASHION_MNIST_ROOT) == str(tmp_path)
+    assert cfg.data_folder("/elsewhere") == "/elsewhere"
+    monkeypatch.delenv("ENTROPYLIB_FASHION_MNIST")
+    assert cfg.data_folder(cfg.FASHION_MNIST_ROOT) == cfg.FASHION_MNIST_ROOT

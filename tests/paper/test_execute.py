@@ -1,7 +1,6 @@
 """A training unit killed half-way continues from its checkpoint instead of starting over."""
 
 import json
-from pathlib import Path
 
 import pytest
 
@@ -13,7 +12,7 @@ pytest.importorskip("adapters.train")
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not Path(cfg.FASHION_MNIST_ROOT).is_dir(), reason="needs Fashion-MNIST")
+@pytest.mark.requires_fashion_mnist
 def test_half_finished_training_unit_resumes(tmp_path):
     from adapters.train import TrainConfig, train
 

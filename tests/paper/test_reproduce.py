@@ -4,7 +4,6 @@ import csv
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
@@ -16,8 +15,6 @@ from paper.units import RunStore
 pytest.importorskip("adapters.train")
 pytest.importorskip("evaluation.linear")
 
-FASHION = Path(cfg.FASHION_MNIST_ROOT)
-
 
 def _run(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
@@ -27,7 +24,7 @@ def _run(*args: str) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not FASHION.is_dir(), reason="needs the dataset-fashion-mnist package")
+@pytest.mark.requires_fashion_mnist
 def test_quick_end_to_end_and_resume(tmp_path):
     out = tmp_path / "quick"
     first = _run("--quick", "--out", str(out), "--no-progress")
