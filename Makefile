@@ -1,16 +1,18 @@
-# Two entry points for a newcomer: `make demo` and `make test`.
+# Two entry points for a newcomer: `make demo` and `make test` (`make docs` builds the HTML docs).
 # Both create .venv if it is missing and install the project into it.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# HTML docs from docs/ (offline); warnings are errors, so CI (make test) fails on any
+SPHINX := $(PY) -m sphinx -b html -W --keep-going -q docs docs/_build/html
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test docs lint bench clean
 
 $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[test]"
+	$(PY) -m pip install --quiet -e ".[test,docs]"
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -18,7 +20,12 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m ruff check .
+	$(SPHINX)
 	$(PY) -m pytest -n 2 -q
+
+docs: $(STAMP)
+	$(SPHINX)
+	@echo "docs: open docs/_build/html/index.html"
 
 lint: $(STAMP)
 	$(PY) -m ruff check .
@@ -27,4 +34,4 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_spacings.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis docs/_build

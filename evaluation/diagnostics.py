@@ -5,10 +5,10 @@ Formulas (z the (N, D) embedding):
 * marginal entropy profile: the D per-coordinate differential entropies from
   :func:`entropylib.estimate` (m-spacing by default), and their sum;
 * total correlation sum_d H(z_d) - H(z), when ``entropylib.total_correlation`` exists;
-* RankMe (Garrido et al. 2023): exp(-sum_k p_k log p_k), p_k = s_k / |s|_1 + eps, s the
+* RankMe (Garrido et al. 2023): exp(-sum_k p_k log p_k), p_k = s_k / ‖s‖_1 + eps, s the
   singular values of z, eps = 1e-7;
-* alignment (Wang & Isola 2020): mean_i |f(x_i) - f(x_i')|^alpha over positive pairs, alpha 2;
-* uniformity (Wang & Isola 2020): log mean_{i<j} exp(-t |f(x_i) - f(x_j)|^2), t = 2;
+* alignment (Wang & Isola 2020): mean_i ‖f(x_i) - f(x_i')‖^alpha over positive pairs, alpha 2;
+* uniformity (Wang & Isola 2020): log mean_{i<j} exp(-t ‖f(x_i) - f(x_j)‖^2), t = 2;
   f is the L2-normalised embedding;
 * off-diagonal covariance energy: sum_{i != j} C_ij^2 / D, C the sample covariance
   (the VICReg covariance penalty, Bardes et al. 2022).
@@ -56,10 +56,10 @@ def _normalize(x: np.ndarray) -> np.ndarray:
 
 
 def alignment(view1: Any, view2: Any, *, alpha: float = 2.0, normalize: bool = True) -> float:
-    """Alignment mean_i |f(x_i) - f(x_i')|_2^alpha of positive pairs (Wang & Isola 2020).
+    """Alignment mean_i ‖f(x_i) - f(x_i')‖_2^alpha of positive pairs (Wang & Isola 2020).
 
     Row i of ``view1`` and of ``view2`` are the two views of sample i; ``normalize`` projects
-    them to the unit sphere first (f = z / |z|), as in the paper.
+    them to the unit sphere first (f = z / ‖z‖), as in the paper.
 
     Examples
     --------
@@ -81,7 +81,7 @@ def alignment(view1: Any, view2: Any, *, alpha: float = 2.0, normalize: bool = T
 def uniformity(
     features: Any, *, t: float = 2.0, normalize: bool = True, max_samples: int = 5000, seed: int = 0
 ) -> float:
-    """Uniformity log mean_{i<j} exp(-t |f(x_i) - f(x_j)|^2) (Wang & Isola 2020).
+    """Uniformity log mean_{i<j} exp(-t ‖f(x_i) - f(x_j)‖^2) (Wang & Isola 2020).
 
     Computed in log space (logsumexp) over all pairs; above ``max_samples`` rows a seeded
     random sample is used (the cost is quadratic).

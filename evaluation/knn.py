@@ -95,7 +95,7 @@ def knn_neighbors(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Exact top-k cosine neighbours of every query in the bank.
 
-    Similarity s_ij = <q_i / |q_i|, b_j / |b_j|> (inner product if ``normalize=False``).
+    Similarity s_ij = <q_i / ‖q_i‖, b_j / ‖b_j‖> (inner product if ``normalize=False``).
 
     Parameters
     ----------

@@ -59,7 +59,7 @@ def linear_probe(
     """Cached-feature linear probe with C selected on a validation split of the training labels.
 
     Model: p(y = c | x) = softmax_c(W z + b), z the standardised features (mean / std of the
-    training features), fitted by minimising  sum_i -log p(y_i | x_i) + |W|^2 / (2 C).
+    training features), fitted by minimising  sum_i -log p(y_i | x_i) + ‖W‖^2 / (2 C).
     Each column is divided by its largest absolute training value before the mean and std
     are taken, so features at any finite scale (1e-200 or 1e200) give the same probe.
 

@@ -18,7 +18,7 @@ def fisher_ratio(features: Any, labels: Any) -> float:
 
     S_B = sum_c n_c (mu_c - mu)(mu_c - mu)^T and S_W = sum_c sum_{i in c} (x_i - mu_c)(x_i - mu_c)^T
     (Fisher 1936; the trace form of Fukunaga 1990, ch. 10). Only the traces are needed:
-    tr(S_B) = sum_c n_c |mu_c - mu|^2, tr(S_W) = sum_i |x_i - mu_{y_i}|^2.
+    tr(S_B) = sum_c n_c ‖mu_c - mu‖^2, tr(S_W) = sum_i ‖x_i - mu_{y_i}‖^2.
 
     Examples
     --------

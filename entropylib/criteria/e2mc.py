@@ -119,16 +119,21 @@ class E2MC(nn.Module):
     Entropy-only and covariance-only ablations are ``cov_coeff=0`` and ``ent_coeff=0``.
     :data:`REFERENCE_SETTINGS` holds the reference's transform and coefficients per base method.
 
+    ``forward(*views)`` returns ``(loss, parts)``; ``parts["entropy"]`` and ``parts["cov"]`` are
+    detached (V,) tensors holding each view's mean marginal entropy and covariance penalty.
+
     Parameters
     ----------
-    transform : ``"sigmoid"`` or ``"gaussian_cdf"`` (see :func:`squash`).
-    ent_coeff, cov_coeff : weights of the entropy and covariance terms (>= 0, not both 0).
-    m : spacing window; None for ``round(sqrt(N))``. N must be at least ``2 m + 1``.
-    eps : constant inside the log (> 0, so a constant column still has a finite entropy).
-    bias_correction : subtract the estimator's exact bias on uniform samples (a constant).
-
-    forward(*views) returns ``(loss, parts)``; ``parts["entropy"]`` and ``parts["cov"]`` are
-    detached (V,) tensors holding each view's mean marginal entropy and covariance penalty.
+    transform : {"sigmoid", "gaussian_cdf"}
+        The squashing map T (see :func:`squash`).
+    ent_coeff, cov_coeff : float
+        Weights of the entropy and covariance terms (>= 0, not both 0).
+    m : int, optional
+        Spacing window; None for ``round(sqrt(N))``. N must be at least ``2 m + 1``.
+    eps : float
+        Constant inside the log (> 0, so a constant column still has a finite entropy).
+    bias_correction : bool
+        Subtract the estimator's exact bias on uniform samples (a constant).
 
     Examples
     --------

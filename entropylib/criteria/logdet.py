@@ -54,7 +54,7 @@ class LogDet(nn.Module):
     Reference: Ozsoy, Hamidi, Erdogan, Pretorius & Cichocki, "Self-Supervised Learning with an
     Information Maximization Criterion", NeurIPS 2022.
 
-    forward(*views) returns ``(loss, parts)``; ``parts["logdet"]`` is the detached (V,) tensor.
+    ``forward(*views)`` returns ``(loss, parts)``; ``parts["logdet"]`` is the detached (V,) tensor.
 
     Examples
     --------

@@ -41,7 +41,7 @@ class MMCR(nn.Module):
     Reference: Yerxa, Kuang, Simoncelli & Chung, "Learning Efficient Coding of Natural Images
     with Maximum Manifold Capacity Representations", NeurIPS 2023.
 
-    forward(*views) returns ``(loss, parts)``; ``parts["nuclear_norm"]`` is detached.
+    ``forward(*views)`` returns ``(loss, parts)``; ``parts["nuclear_norm"]`` is detached.
 
     Examples
     --------

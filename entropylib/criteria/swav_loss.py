@@ -73,8 +73,8 @@ class SwAVLoss(nn.Module):
     Assignments", NeurIPS 2020, and the official ``main_swav.py`` (3 Sinkhorn iterations,
     epsilon 0.05, temperature 0.1).
 
-    forward(*scores, queue_scores=None) returns ``(loss, parts)``; ``parts["per_assignment"]``
-    is the detached (|A|,) tensor of the swapped-prediction loss of each assigned crop.
+    ``forward(*scores, queue_scores=None)`` returns ``(loss, parts)``; ``parts["per_assignment"]``
+    is the detached (``|A|``,) tensor of the swapped-prediction loss of each assigned crop.
 
     Examples
     --------

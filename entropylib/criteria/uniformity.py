@@ -66,7 +66,7 @@ class Uniformity(nn.Module):
     Reference: Wang & Isola, "Understanding Contrastive Representation Learning through
     Alignment and Uniformity on the Hypersphere", ICML 2020.
 
-    forward(*views) returns ``(loss, parts)`` with detached ``parts["uniformity"]`` (V,) and
+    ``forward(*views)`` returns ``(loss, parts)`` with detached ``parts["uniformity"]`` (V,) and
     ``parts["alignment"]`` (a scalar; 0 with a single view).
 
     Examples

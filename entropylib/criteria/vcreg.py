@@ -28,7 +28,7 @@ class VCReg(nn.Module):
     Reference: Bardes, Ponce & LeCun, ICLR 2022; as a regularizer on pre-trained embeddings,
     Chakraborty et al., AISTATS 2025 (Table 2).
 
-    forward(*views) returns ``(loss, parts)`` with detached (V,) tensors ``parts["variance"]``
+    ``forward(*views)`` returns ``(loss, parts)`` with detached (V,) tensors ``parts["variance"]``
     and ``parts["cov"]``.
 
     Examples
