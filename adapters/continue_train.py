@@ -40,6 +40,7 @@ from adapters.train import (
     NonFiniteLoss,
     TrainConfig,
     TrainingInterrupted,
+    resumed_config,
     train,
 )
 
@@ -71,7 +72,8 @@ def build_parser(mode: str) -> argparse.ArgumentParser:
             if continuing else "Train an SSL model from scratch (a base model for small data)."
         ),
     )
-    p.add_argument("--out", required=True, help="run directory (checkpoints, metrics, config)")
+    p.add_argument("--out", help="run directory (checkpoints, metrics, config); required"
+                   + (" except without any arguments (the default run)" if continuing else ""))
     p.add_argument("--method", choices=sorted(METHODS), default="vicreg")
     if continuing:
         p.add_argument("--checkpoint", help="official release (METHOD.md s.5) or a run's .pt")
@@ -83,8 +85,8 @@ def build_parser(mode: str) -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, default=1, help="ADDITIONAL epochs to train")
     p.add_argument("--max-steps", type=int, help="stop after this many steps in total")
     p.add_argument("--batch-size", type=int, default=256, help="per process")
-    p.add_argument("--criterion", default="e2mc" if continuing else "none",
-                   help=f"one of {list(CRITERION_NAMES)}")
+    p.add_argument("--criterion", help=f"one of {list(CRITERION_NAMES)} (default: "
+                   + ("e2mc)" if continuing else "none)"))
     p.add_argument("--transform", choices=("sigmoid", "gaussian_cdf"), help="E2MC map")
     p.add_argument("--ent-coeff", type=float, help="E2MC entropy weight")
     p.add_argument("--cov-coeff", type=float, help="E2MC (or VCReg) covariance weight")
@@ -113,8 +115,21 @@ def build_parser(mode: str) -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
     p.add_argument("--resume", nargs="?", const="", metavar="CHECKPOINT",
-                   help="continue the run in --out (or from CHECKPOINT) exactly")
+                   help="continue the run in --out (or from CHECKPOINT) exactly, to its own "
+                   "stopping point unless --epochs or --max-steps is given; the options that "
+                   "define the run cannot change")
     return p
+
+
+def _given_fields(mode: str, argv: Sequence[str]) -> set[str]:
+    """The TrainConfig fields set by options actually written on the command line."""
+    bare = build_parser(mode)
+    for action in bare._actions:
+        action.default = argparse.SUPPRESS
+    given = set(vars(bare.parse_args(argv))) - {"resume"}
+    renamed = {"criterion_option": "criterion_options", "head_option": "head_options",
+               "view_option": "view_options", "no_progress": "progress"}
+    return {renamed.get(name, name) for name in given}
 
 
 def config_from_args(args: argparse.Namespace, mode: str) -> TrainConfig:
@@ -141,12 +156,17 @@ def main(argv: Sequence[str] | None = None, *, mode: str = "continue") -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if mode == "continue" and not argv:
         return run_default()
-    args = build_parser(mode).parse_args(argv)
+    parser = build_parser(mode)
+    args = parser.parse_args(argv)
+    if args.out is None:
+        parser.error("--out is required")
     config = config_from_args(args, mode)
     resume = None
-    if args.resume is not None:
-        resume = args.resume or str(Path(args.out) / "checkpoint.pt")
     try:
+        if args.resume is not None:
+            resume = args.resume or str(Path(args.out) / "checkpoint.pt")
+            given = _given_fields(mode, argv)
+            config = resumed_config(resume, **{k: getattr(config, k) for k in given})
         result = train(config, resume=resume)
     except (ValueError, FileNotFoundError, FileExistsError) as err:
         print(f"error: {err}", file=sys.stderr)
@@ -157,6 +177,11 @@ def main(argv: Sequence[str] | None = None, *, mode: str = "continue") -> int:
     except TrainingInterrupted as err:
         print(str(err), file=sys.stderr)
         return 128 + err.signum
+    if resume is not None and result.steps_run == 0:
+        print(f"the run in {config.out} is already finished at step {result.step} (epochs "
+              f"{config.epochs}, max_steps {config.max_steps}); nothing was trained. Give a "
+              "larger --epochs or --max-steps with --resume to train on.")
+        return 0
     print(f"done: step {result.step}, checkpoint {result.checkpoint}, backbone {result.backbone}")
     return 0
 

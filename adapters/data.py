@@ -40,6 +40,9 @@ __all__ = [
 #: where Debian's ``fashion-mnist`` package installs the IDX files
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 
+#: how a user names the data directory, in error messages
+_ROOT_OPTION = "--data-root on the command line, root= in Python"
+
 _IMAGENET_MEAN = (0.485, 0.456, 0.406)
 _IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -240,7 +243,7 @@ def load_dataset(
         classes = list(datasets.FashionMNIST.classes)
         return ImageArrayDataset(images, labels, transform=transform, classes=classes)
     if root is None:
-        raise ValueError(f"dataset {name!r} needs root=<data directory>")
+        raise ValueError(f"dataset {name!r} needs its data directory: {_ROOT_OPTION}")
     folder = _existing_root(name, root)
     if name == "imagefolder":
         if (folder / "train").is_dir() and (folder / "val").is_dir():
@@ -263,7 +266,8 @@ def _existing_root(name: str, root: str | os.PathLike[str]) -> Path:
     if not folder.is_dir():
         raise FileNotFoundError(
             f"data root {str(folder)!r} for dataset {name!r} does not exist or is not a "
-            "directory (nothing is downloaded; put the data there or pass root=...)"
+            f"directory; nothing is downloaded: put the data there or give its directory "
+            f"({_ROOT_OPTION})"
         )
     return folder
 
