@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 import hashlib
-import re
+from pathlib import Path
 
 import pytest
 import torch
 
 from adapters.backbones import build_backbone
 from adapters.checkpoints import load_checkpoint, save_checkpoint
-from adapters.continue_train import main, run_default
+from adapters.continue_train import main
+from adapters.data import load_dataset
 from adapters.methods.swav import projection_head
 from adapters.methods.vicreg import expander
 from adapters.train import train
 from tests.adapters.train_helpers import one_thread, tiny_config  # noqa: F401
 
+REPO = Path(__file__).resolve().parents[2]
 TINY = ["--backbone", "small_cnn", "--dataset", "fake", "--batch-size", "8", "--max-steps", "1",
         "--head-option", "expander_dim=32", "--no-progress"]
 
@@ -139,25 +141,44 @@ def test_continue_from_a_project_checkpoint_counts_additional_epochs(tmp_path):
     assert state["meta"]["head_options"]["expander_dim"] == 32
 
 
-def test_no_arguments_runs_the_embedded_default(monkeypatch):
+def test_no_arguments_continues_the_shipped_default_and_prints_the_summary(
+    tmp_path, monkeypatch, capsys
+):
     import adapters.continue_train as cli
 
-    calls = []
-    monkeypatch.setattr(cli, "run_default", lambda: calls.append("default") or 0)
-    assert cli.main([]) == 0 and calls == ["default"]
-
-
-def test_embedded_default_end_to_end_short(tmp_path, capsys):
-    # the real default with 2 steps and a small kNN bank instead of ~2 minutes
-    assert run_default(str(tmp_path / "demo"), steps=2, bank=500, queries=200) == 0
+    # the real default run, 2 steps instead of 120, into a temporary directory
+    monkeypatch.setattr(cli, "DEFAULT_OUT", str(tmp_path / "default"))
+    monkeypatch.setattr(cli, "DEFAULT_STEPS", 2)
+    assert cli.main([]) == 0
     out = capsys.readouterr().out
-    before = re.search(r"kNN top-1 before .*: (\d+\.\d+)%", out)
-    after = re.search(r"kNN top-1 after: (\d+\.\d+)%", out)
-    assert before and after, out
-    # 10 classes: chance is 10%; the pretrained base is far above it
-    assert float(before.group(1)) > 30
-    state = load_checkpoint(tmp_path / "demo" / "checkpoint.pt")
+    assert "for 2 steps of 256 images" in out and "done: trained 2 steps" in out
+    assert "e2mc.entropy" in out and "kNN" not in out
+    state = load_checkpoint(tmp_path / "default" / "checkpoint.pt")
     assert state["step"] == 2 and state["config"]["criterion"] == "e2mc"
+    assert state["config"]["checkpoint"] == str(cli.DEFAULT_CHECKPOINT)
+    assert (tmp_path / "default" / "backbone.pt").is_file()
+
+
+def test_default_config_trains_the_steps_it_announces():
+    # digits has 1,433 training images: 5 steps of 256 per epoch, so 120 steps need 24 epochs
+    import adapters.continue_train as cli
+
+    config = cli.default_config(steps=120)
+    n = len(load_dataset(config.dataset, config.data_root, train=True))
+    assert config.max_steps == 120
+    assert config.epochs * (n // config.batch_size) >= 120
+    assert (config.epochs - 1) * (n // config.batch_size) < 120
+
+
+def test_adapters_never_import_evaluation():
+    # layers go one way: evaluation imports adapters, never the reverse
+    import ast
+
+    for path in (REPO / "adapters").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            assert not any(n.split(".")[0] == "evaluation" for n in names), path
 
 
 def _official(method: str) -> tuple[dict, dict[str, dict]]:
