@@ -77,7 +77,9 @@ def load_encoder(
         from adapters.methods import METHODS
 
         method = METHODS[meta["method"]]
-        heads = method(encoder.feature_dim, **obj["config"]["head_options"])
+        # checkpoints written before meta["head_options"] existed kept them in the config
+        options = obj["meta"].get("head_options", obj["config"]["head_options"])
+        heads = method(encoder.feature_dim, **options)
         heads.load_state_dict(obj["model"]["heads"], strict=True)
         encoder = nn.Sequential(encoder, getattr(heads, method.embedding_head))
     encoder.to(map_location)

@@ -9,11 +9,11 @@ Example (one process; the same command runs under ``torchrun --nproc_per_node=8`
 ``--criterion none`` is the "continued" control. Method defaults (heads, optimizer, lr,
 E2MC transform and coefficients) are declared in :mod:`adapters.methods`.
 
-Without arguments it runs the embedded default: continue-train the shipped small base model
+Without arguments it runs the default: continue-train the shipped small base model
 (``adapters/default``, a SmallCNN + VICReg pretrained on Fashion-MNIST by
 ``python -m adapters.pretrain``) with E2MC on Fashion-MNIST (scikit-learn digits if
-Fashion-MNIST is not installed) for about two minutes on two CPU cores, then print the
-weighted-kNN accuracy of the backbone before and after.
+Fashion-MNIST is not installed) for 120 steps into ``runs/default`` and print the training
+summary (see :func:`default_config`). Evaluating the result is not this command's job.
 """
 
 from __future__ import annotations
@@ -27,10 +27,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import torch
-
-from adapters import data, load_encoder
+from adapters import data
 from adapters.backbones import BACKBONES
 from adapters.methods import METHODS
 from adapters.optim import SCHEDULES
@@ -40,15 +37,18 @@ from adapters.train import (
     NonFiniteLoss,
     TrainConfig,
     TrainingInterrupted,
+    TrainResult,
+    resumed_config,
     train,
 )
 
 #: the shipped base model (made by the command in adapters/default/README.md)
 DEFAULT_CHECKPOINT = Path(__file__).parent / "default" / "small_cnn_vicreg_fmnist.pt"
-FASHION_MNIST_ROOT = data.fashion_mnist_root()
-#: steps of the embedded default run: about two minutes on two shared CPU cores
+#: steps of the default run: about two minutes on two shared CPU cores
 DEFAULT_STEPS = 120
 DEFAULT_BATCH = 256
+#: run directory of the default run
+DEFAULT_OUT = "runs/default"
 
 
 def _key_value(text: str) -> tuple[str, Any]:
@@ -67,11 +67,15 @@ def build_parser(mode: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog=f"python -m adapters.{'continue_train' if continuing else 'pretrain'}",
         description=(
-            "Continue training a pretrained SSL model with an added criterion (E2MC)."
+            "Continue training a pretrained SSL model with an added criterion (E2MC). Without "
+            "any arguments: continue the shipped base model (adapters/default, SmallCNN + "
+            f"VICReg) with E2MC for {DEFAULT_STEPS} steps into {DEFAULT_OUT} and print the "
+            "training summary."
             if continuing else "Train an SSL model from scratch (a base model for small data)."
         ),
     )
-    p.add_argument("--out", required=True, help="run directory (checkpoints, metrics, config)")
+    p.add_argument("--out", help="run directory (checkpoints, metrics, config); required"
+                   + (" except without any arguments (the default run)" if continuing else ""))
     p.add_argument("--method", choices=sorted(METHODS), default="vicreg")
     if continuing:
         p.add_argument("--checkpoint", help="official release (docs/checkpoints.md) or a run's .pt")
@@ -83,8 +87,8 @@ def build_parser(mode: str) -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, default=1, help="ADDITIONAL epochs to train")
     p.add_argument("--max-steps", type=int, help="stop after this many steps in total")
     p.add_argument("--batch-size", type=int, default=256, help="per process")
-    p.add_argument("--criterion", default="e2mc" if continuing else "none",
-                   help=f"one of {list(CRITERION_NAMES)}")
+    p.add_argument("--criterion", help=f"one of {list(CRITERION_NAMES)} (default: "
+                   + ("e2mc)" if continuing else "none)"))
     p.add_argument("--transform", choices=("sigmoid", "gaussian_cdf"), help="E2MC map")
     p.add_argument("--ent-coeff", type=float, help="E2MC entropy weight")
     p.add_argument("--cov-coeff", type=float, help="E2MC (or VCReg) covariance weight")
@@ -113,8 +117,21 @@ def build_parser(mode: str) -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
     p.add_argument("--resume", nargs="?", const="", metavar="CHECKPOINT",
-                   help="continue the run in --out (or from CHECKPOINT) exactly")
+                   help="continue the run in --out (or from CHECKPOINT) exactly, to its own "
+                   "stopping point unless --epochs or --max-steps is given; the options that "
+                   "define the run cannot change")
     return p
+
+
+def _given_fields(mode: str, argv: Sequence[str]) -> set[str]:
+    """The TrainConfig fields set by options actually written on the command line."""
+    bare = build_parser(mode)
+    for action in bare._actions:
+        action.default = argparse.SUPPRESS
+    given = set(vars(bare.parse_args(argv))) - {"resume"}
+    renamed = {"criterion_option": "criterion_options", "head_option": "head_options",
+               "view_option": "view_options", "no_progress": "progress"}
+    return {renamed.get(name, name) for name in given}
 
 
 def config_from_args(args: argparse.Namespace, mode: str) -> TrainConfig:
@@ -139,14 +156,9 @@ def config_from_args(args: argparse.Namespace, mode: str) -> TrainConfig:
 def main(argv: Sequence[str] | None = None, *, mode: str = "continue") -> int:
     """Command-line entry point; returns the process exit code."""
     argv = sys.argv[1:] if argv is None else list(argv)
-    if mode == "continue" and not argv:
-        return run_default()
-    args = build_parser(mode).parse_args(argv)
-    config = config_from_args(args, mode)
-    resume = None
-    if args.resume is not None:
-        resume = args.resume or str(Path(args.out) / "checkpoint.pt")
     try:
+        config, resume = _command(argv, mode)
+        tic = time.perf_counter()
         result = train(config, resume=resume)
     except (ValueError, FileNotFoundError, FileExistsError) as err:
         print(f"error: {err}", file=sys.stderr)
@@ -157,84 +169,69 @@ def main(argv: Sequence[str] | None = None, *, mode: str = "continue") -> int:
     except TrainingInterrupted as err:
         print(str(err), file=sys.stderr)
         return 128 + err.signum
-    print(f"done: step {result.step}, checkpoint {result.checkpoint}, backbone {result.backbone}")
+    _summary(result, config, resumed=resume is not None, seconds=time.perf_counter() - tic)
     return 0
+
+
+def _command(argv: Sequence[str], mode: str) -> tuple[TrainConfig, str | None]:
+    """The run a command line asks for, and the checkpoint it resumes (or None)."""
+    if mode == "continue" and not argv:
+        config = default_config(DEFAULT_OUT, steps=DEFAULT_STEPS)
+        print(f"default run: continue {DEFAULT_CHECKPOINT.name} (VICReg, SmallCNN) with E2MC on "
+              f"{config.dataset} for {config.max_steps} steps of {config.batch_size} images "
+              f"({config.epochs} epoch(s)); run directory {config.out}")
+        return config, None
+    parser = build_parser(mode)
+    args = parser.parse_args(argv)
+    if args.out is None:
+        parser.error("--out is required")
+    config = config_from_args(args, mode)
+    if args.resume is None:
+        return config, None
+    resume = args.resume or str(Path(args.out) / "checkpoint.pt")
+    given = _given_fields(mode, argv)
+    return resumed_config(resume, **{k: getattr(config, k) for k in given}), resume
+
+
+def _summary(result: TrainResult, config: TrainConfig, *, resumed: bool, seconds: float) -> None:
+    if resumed and result.steps_run == 0:
+        print(f"the run in {config.out} is already finished at step {result.step} (epochs "
+              f"{config.epochs}, max_steps {config.max_steps}); nothing was trained. Give a "
+              "larger --epochs or --max-steps with --resume to train on.")
+        return
+    print(f"done: trained {result.steps_run} steps in {seconds / 60:.1f} min, now at step "
+          f"{result.step} (epoch {result.epoch}); checkpoint {result.checkpoint}, backbone "
+          f"{result.backbone}")
+    shown = ("loss", "base_loss", "criterion_loss", f"{config.criterion}.entropy",
+             f"{config.criterion}.cov")
+    parts = [f"{k} {result.metrics[k]:.4g}" for k in shown if k in result.metrics]
+    if parts:
+        print("last step: " + ", ".join(parts))
 
 
 # ----------------------------------------------------------------------------------------
-# the embedded default
+# the default run
 
 
-@torch.no_grad()
-def embed(encoder: torch.nn.Module, dataset, *, batch_size: int = 512) -> tuple[np.ndarray, ...]:
-    """Features and labels of a whole (eval-transformed) dataset."""
-    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size)
-    feats, labels = [], []
-    for x, y in loader:
-        feats.append(encoder(x).float())
-        labels.append(torch.as_tensor(y))
-    return torch.cat(feats).numpy(), torch.cat(labels).numpy()
+def default_config(out: str = DEFAULT_OUT, *, steps: int = DEFAULT_STEPS) -> TrainConfig:
+    """The run of ``python -m adapters.continue_train`` without arguments.
 
-
-def knn_top1(encoder_path: Path, dataset: str, root: str | None, *, bank: int,
-             queries: int) -> float:
-    """Weighted kNN (k=20, T=0.07) top-1 of a backbone: a fixed train bank vs test queries."""
-    from evaluation.knn import knn_accuracy
-
-    encoder, meta = load_encoder(encoder_path)
-    info = data.dataset_info(dataset)
-    transform = data.eval_transform(info)
-    train_set = data.load_dataset(dataset, root, train=True, transform=transform)
-    test_set = data.load_dataset(dataset, root, train=False, transform=transform)
-    # fixed evenly spaced subsets, the same before and after training
-    train_idx = np.linspace(0, len(train_set) - 1, min(bank, len(train_set))).astype(int)
-    test_idx = np.linspace(0, len(test_set) - 1, min(queries, len(test_set))).astype(int)
-    xb, yb = embed(encoder, torch.utils.data.Subset(train_set, train_idx.tolist()))
-    xq, yq = embed(encoder, torch.utils.data.Subset(test_set, test_idx.tolist()))
-    result = knn_accuracy(xb, yb, xq, yq, k=20, temperature=0.07, num_classes=info.num_classes)
-    return next(iter(result.values())).top1
-
-
-def run_default(
-    out: str = "runs/default",
-    *,
-    steps: int = DEFAULT_STEPS,
-    bank: int = 10000,
-    queries: int = 2000,
-) -> int:
-    """Continue-train the shipped base model with E2MC (~2 CPU minutes); print kNN before/after.
-
-    The kNN protocol (weighted, k=20, T=0.07, cosine; Wu et al. 2018) uses a fixed evenly
-    spaced subset of ``bank`` training images as the bank and ``queries`` test images.
+    The shipped base model (:data:`DEFAULT_CHECKPOINT`) continued with E2MC on Fashion-MNIST
+    (scikit-learn's digits when Fashion-MNIST is not installed) for ``steps`` steps of
+    :data:`DEFAULT_BATCH` images, as many epochs as that takes, replacing any earlier default
+    run in ``out``.
     """
-    if data.fashion_mnist_available(FASHION_MNIST_ROOT):
-        dataset, root = "fashion-mnist", str(FASHION_MNIST_ROOT)
+    fashion_root = data.fashion_mnist_root()
+    if data.fashion_mnist_available(fashion_root):
+        dataset, root = "fashion-mnist", str(fashion_root)
     else:
-        print(f"{FASHION_MNIST_ROOT} not found: using scikit-learn's digits instead")
         dataset, root = "digits", None
-    print(f"embedded default: continue {DEFAULT_CHECKPOINT.name} (VICReg, SmallCNN) with "
-          f"E2MC on {dataset} for {steps} steps of {DEFAULT_BATCH} images; run dir {out}")
-    before = knn_top1(DEFAULT_CHECKPOINT, dataset, root, bank=bank, queries=queries)
-    print(f"kNN top-1 before (k=20, {bank}-image bank, {queries} test images): "
-          f"{100 * before:.2f}%")
-    config = TrainConfig(
+    steps_per_epoch = len(data.load_dataset(dataset, root, train=True)) // DEFAULT_BATCH
+    return TrainConfig(
         out=out, mode="continue", method="vicreg", checkpoint=str(DEFAULT_CHECKPOINT),
-        dataset=dataset, data_root=root, epochs=1, max_steps=steps,
-        batch_size=DEFAULT_BATCH, criterion="e2mc", overwrite=True,
+        dataset=dataset, data_root=root, epochs=math.ceil(steps / steps_per_epoch),
+        max_steps=steps, batch_size=DEFAULT_BATCH, criterion="e2mc", overwrite=True,
     )
-    tic = time.perf_counter()
-    result = train(config)
-    minutes = (time.perf_counter() - tic) / 60
-    after = knn_top1(result.backbone, dataset, root, bank=bank, queries=queries)
-    print(f"trained {result.step} steps in {minutes:.1f} min; last step: loss "
-          f"{result.metrics['loss']:.4g}, mean marginal entropy "
-          f"{result.metrics['e2mc.entropy']:.4g}, covariance penalty "
-          f"{result.metrics['e2mc.cov']:.3g}")
-    # a 120-step demo moves kNN accuracy by about its sampling error; say how large that is
-    stderr = math.sqrt(before * (1 - before) / queries)
-    print(f"kNN top-1 after: {100 * after:.2f}% (before {100 * before:.2f}%; binomial standard "
-          f"error {100 * stderr:.2f} points at {queries} queries)")
-    return 0
 
 
 if __name__ == "__main__":

@@ -45,6 +45,9 @@ DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 #: environment variable naming another Fashion-MNIST folder (see :func:`fashion_mnist_root`)
 FASHION_MNIST_ENV = "ENTROPYLIB_FASHION_MNIST"
 
+#: how a user names the data directory, in error messages
+_ROOT_OPTION = "--data-root on the command line, root= in Python"
+
 _IMAGENET_MEAN = (0.485, 0.456, 0.406)
 _IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -280,7 +283,7 @@ def load_dataset(
         classes = list(datasets.FashionMNIST.classes)
         return ImageArrayDataset(images, labels, transform=transform, classes=classes)
     if root is None:
-        raise ValueError(f"dataset {name!r} needs root=<data directory>")
+        raise ValueError(f"dataset {name!r} needs its data directory: {_ROOT_OPTION}")
     folder = _existing_root(name, root)
     if name == "imagefolder":
         if (folder / "train").is_dir() and (folder / "val").is_dir():
@@ -303,7 +306,8 @@ def _existing_root(name: str, root: str | os.PathLike[str]) -> Path:
     if not folder.is_dir():
         raise FileNotFoundError(
             f"data root {str(folder)!r} for dataset {name!r} does not exist or is not a "
-            "directory (nothing is downloaded; put the data there or pass root=...)"
+            f"directory; nothing is downloaded: put the data there or give its directory "
+            f"({_ROOT_OPTION})"
         )
     return folder
 

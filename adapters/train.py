@@ -48,8 +48,10 @@ from entropylib.criteria import CRITERIA
 CHECKPOINT_FORMAT = "entropylib-adapters-train/1"
 CRITERION_NAMES = ("none", *sorted(CRITERIA))
 AMP_MODES = ("off", "bf16", "fp16")
-#: config fields a resumed run may change; everything else is taken from the checkpoint
-RUN_CONTROL = ("max_steps", "save_every", "workers", "progress", "tensorboard", "device")
+#: config fields a resumed run may change: where it stops, where its files and data are, and
+#: how it runs; every other field defines the run and must stay as saved
+RESUME_CHANGEABLE = ("out", "overwrite", "data_root", "epochs", "max_steps", "save_every",
+                     "workers", "progress", "tensorboard", "device")
 
 
 class NonFiniteLoss(RuntimeError):
@@ -72,9 +74,10 @@ class TrainConfig:
 
     ``mode`` is ``"continue"`` (start from ``checkpoint``: an official release of
     docs/checkpoints.md or a checkpoint of this loop) or ``"pretrain"`` (random ``backbone``).
-    ``epochs`` counts additional epochs; ``max_steps`` caps the total number of steps of the
-    run (including steps done before a resume). ``lr`` is absolute; when None it is the
-    method's ``base_lr * global_batch / 256``.
+    ``criterion`` None means ``"e2mc"`` when continuing and ``"none"`` when pretraining (as
+    the two command lines default). ``epochs`` counts additional epochs; ``max_steps`` caps
+    the total number of steps of the run (including steps done before a resume). ``lr`` is
+    absolute; when None it is the method's ``base_lr * global_batch / 256``.
     """
 
     out: str
@@ -88,7 +91,7 @@ class TrainConfig:
     epochs: int = 1
     max_steps: int | None = None
     batch_size: int = 256
-    criterion: str = "e2mc"
+    criterion: str | None = None
     transform: str | None = None
     ent_coeff: float | None = None
     cov_coeff: float | None = None
@@ -114,10 +117,18 @@ class TrainConfig:
     progress: bool = True
     overwrite: bool = False
 
+    def __post_init__(self) -> None:
+        if self.criterion is None:
+            self.criterion = "e2mc" if self.mode == "continue" else "none"
+
 
 @dataclass
 class TrainResult:
-    """Where a finished run left its files, and its final counters and metrics."""
+    """Where a finished run left its files, and its final counters and metrics.
+
+    ``steps_run`` counts the steps of this call: 0 when a resumed run had already reached
+    its stopping point.
+    """
 
     out: Path
     checkpoint: Path
@@ -125,6 +136,7 @@ class TrainResult:
     step: int
     epoch: int
     metrics: dict[str, float]
+    steps_run: int = 0
 
 
 class SSLModel(nn.Module):
@@ -347,12 +359,18 @@ def _resolve_device(name: str | None, local_rank: int) -> torch.device:
 def _load_start(
     config: TrainConfig, info: data.DatasetInfo
 ) -> tuple[SSLModel, int, dict[str, Any]]:
-    """Build the model and load the starting weights. Returns (model, base epoch, notes)."""
+    """Build the model and load the starting weights. Returns (model, base epoch, notes).
+
+    ``notes["backbone"]`` and ``notes["head_options"]`` are what the model was built with
+    (read off the start checkpoint when continuing); ``config`` is left as it is.
+    """
     method = METHODS[config.method]
     if config.mode == "pretrain":
         backbone = build_backbone(config.backbone, in_channels=info.channels)
         heads = method(backbone.feature_dim, **config.head_options)
-        return SSLModel(backbone, heads), 0, {"start": "random"}
+        return SSLModel(backbone, heads), 0, {
+            "start": "random", "backbone": config.backbone,
+            "head_options": method.head_options(config.head_options)}
     # stand_ins: official releases (VICReg's full checkpoint) pickle training-script functions
     # into their optimizer state; they are read as inert placeholders, never run.
     obj = checkpoints.load_checkpoint(config.checkpoint, stand_ins=True)
@@ -368,27 +386,25 @@ def _load_start(
                 f"{config.checkpoint} holds a {meta['backbone']!r} backbone, "
                 f"not {config.backbone!r}"
             )
-        config.backbone = meta["backbone"]
-        head_options = {**obj["config"]["head_options"], **config.head_options}
-        config.head_options = head_options
-        backbone = build_backbone(meta["backbone"], in_channels=meta["in_channels"])
-        heads = method(backbone.feature_dim, **head_options)
-        backbone.load_state_dict(obj["model"]["backbone"])
-        heads.load_state_dict(obj["model"]["heads"])
-        return SSLModel(backbone, heads), int(obj["epoch"]), {"start": "project checkpoint"}
+        head_options = {**_head_options(obj), **config.head_options}
+        model = _model_from_state(obj, head_options)
+        return model, int(obj["epoch"]), {
+            "start": "project checkpoint", "backbone": meta["backbone"],
+            "head_options": method.head_options(head_options)}
     layout = config.layout or checkpoints.detect_layout(obj)
     if layout not in method.official_layouts:
         raise ValueError(
             f"{config.checkpoint} has layout {layout!r}, which is not a {config.method} "
             f"release (expected one of {list(method.official_layouts)})"
         )
-    config.backbone = config.backbone or "resnet50"
-    weights = checkpoints.load_official(obj, layout, arch=config.backbone)
-    backbone = build_backbone(config.backbone, in_channels=info.channels)
-    config.head_options = {**method.options_from_official(weights.heads), **config.head_options}
-    heads = method(backbone.feature_dim, **config.head_options)
+    arch = config.backbone or "resnet50"
+    weights = checkpoints.load_official(obj, layout, arch=arch)
+    backbone = build_backbone(arch, in_channels=info.channels)
+    head_options = {**method.options_from_official(weights.heads), **config.head_options}
+    heads = method(backbone.feature_dim, **head_options)
     backbone.load_state_dict(weights.backbone, strict=True)
-    notes: dict[str, Any] = {"start": f"official {layout}"}
+    notes: dict[str, Any] = {"start": f"official {layout}", "backbone": arch,
+                             "head_options": method.head_options(head_options)}
     if weights.heads:
         heads.load_official_heads(weights.heads)
     else:
@@ -522,8 +538,10 @@ class _StopFlag:
 def train(config: TrainConfig, *, resume: str | None = None) -> TrainResult:
     """Run (or with ``resume``, continue) a training run; see :class:`TrainConfig`.
 
-    ``resume`` is a checkpoint path written by an earlier run of this loop; the run's config
-    is taken from it except the run-control fields :data:`RUN_CONTROL`.
+    ``resume`` is a checkpoint path written by an earlier run of this loop. ``config`` must
+    then be the run's own config (:func:`resumed_config` reads it) except for the fields of
+    :data:`RESUME_CHANGEABLE`; a new stopping point (``epochs``, ``max_steps``) is honoured.
+    A run already at its stopping point trains nothing (``steps_run == 0``).
 
     Raises ValueError/FileNotFoundError on bad input before writing anything,
     :class:`NonFiniteLoss` when the loss diverges and :class:`TrainingInterrupted` after a
@@ -538,14 +556,8 @@ def train(config: TrainConfig, *, resume: str | None = None) -> TrainResult:
     """
     state = None
     if resume is not None:
-        state = checkpoints.load_checkpoint(resume)
-        if not isinstance(state, Mapping) or state.get("format") != CHECKPOINT_FORMAT:
-            raise ValueError(f"{resume} is not a checkpoint written by adapters.train")
-        saved = TrainConfig(**state["config"])
-        for name in RUN_CONTROL:
-            setattr(saved, name, getattr(config, name))
-        saved.out = config.out
-        config = saved
+        state = _load_run(resume)
+        _check_unchanged(TrainConfig(**state["config"]), config)
     validate(config, resuming=state is not None)
     out = Path(config.out)
     if resume is None and (out / "checkpoint.pt").exists() and not config.overwrite:
@@ -587,7 +599,9 @@ def train(config: TrainConfig, *, resume: str | None = None) -> TrainResult:
         np.random.seed(config.seed)  # noqa: NPY002
         torch.manual_seed(config.seed)
     model, base_epoch, notes = _load_start(config, info) if state is None else (
-        _model_from_state(state), 0, {"start": f"resume {resume}"}
+        _model_from_state(state), 0, {"start": f"resume {resume}",
+                                      "backbone": state["meta"]["backbone"],
+                                      "head_options": _head_options(state)}
     )
     criterion = build_criterion(config)
 
@@ -618,8 +632,8 @@ def train(config: TrainConfig, *, resume: str | None = None) -> TrainResult:
         optimizer.load_state_dict(state["optimizer"])
         scaler.load_state_dict(state["scaler"])
         step, epoch, epoch_step = state["step"], state["epoch"], state["epoch_step"]
-        end_epoch = state["end_epoch"]
         base_epoch = state["base_epoch"]
+        end_epoch = base_epoch + config.epochs
     # the schedule spans the epochs; max_steps only stops early (so it may change on resume)
     schedule_steps = (end_epoch - base_epoch) * steps_per_epoch
     total_steps = schedule_steps
@@ -631,10 +645,12 @@ def train(config: TrainConfig, *, resume: str | None = None) -> TrainResult:
 
     is_main = rank == 0
     meta = {
-        "method": config.method, "backbone": config.backbone, "dataset": config.dataset,
+        "method": config.method, "backbone": notes.pop("backbone"), "dataset": config.dataset,
         "in_channels": info.channels, "image_size": info.image_size,
-        "mean": list(info.mean), "std": list(info.std),
+        "mean": list(info.mean), "std": list(info.std), "head_options": notes.pop("head_options"),
     }
+    if state is not None and (epoch >= end_epoch or step >= total_steps):
+        return TrainResult(out, Path(resume), _existing(out / "backbone.pt"), step, epoch, {})
 
     def payload() -> dict[str, Any]:
         return {
@@ -655,12 +671,16 @@ def train(config: TrainConfig, *, resume: str | None = None) -> TrainResult:
         }
 
     saved_at = [-1]
+    # (path, step) of the newest checkpoint of this run on disk: the one resumed from, or the
+    # last one written
+    last_good: list[tuple[Path, int]] = [] if state is None else [(Path(resume), step)]
 
     def save() -> Path:
         path = out / "checkpoint.pt"
         if is_main and saved_at[0] != step:
             checkpoints.save_checkpoint(path, payload())
         saved_at[0] = step
+        last_good[:] = [(path, step)]
         return path
 
     if is_main:
@@ -669,6 +689,7 @@ def train(config: TrainConfig, *, resume: str | None = None) -> TrainResult:
             json.dumps({**dataclasses.asdict(config), "resolved": {
                 "peak_lr": peak_lr, "global_batch": global_batch, "world_size": world,
                 "steps_per_epoch": steps_per_epoch, "end_epoch": end_epoch,
+                "backbone": meta["backbone"], "head_options": meta["head_options"],
                 "criterion": repr(criterion), **notes}}, indent=2, default=str)
         )
         if "warning" in notes:
@@ -682,6 +703,7 @@ def train(config: TrainConfig, *, resume: str | None = None) -> TrainResult:
                          drop_last=True, pin_memory=device.type == "cuda")
     amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(config.amp)
     last: dict[str, float] = {}
+    first_step = step
     try:
         ddp.train()
         if state is not None:
@@ -716,8 +738,8 @@ def train(config: TrainConfig, *, resume: str | None = None) -> TrainResult:
                     raise NonFiniteLoss(
                         f"loss is {flags[0].item()} at step {step + 1} (epoch {epoch}); "
                         f"embeddings finite: {step_loss.finite}; parts: "
-                        f"{step_loss.metrics(config.method, config.criterion)}. The last good "
-                        f"checkpoint is {out / 'checkpoint.pt'} (step <= {step})."
+                        f"{step_loss.metrics(config.method, config.criterion)}. "
+                        + _last_good_message(last_good)
                     )
                 optimizer.zero_grad(set_to_none=True)
                 scaler.scale(loss).backward()
@@ -753,12 +775,61 @@ def train(config: TrainConfig, *, resume: str | None = None) -> TrainResult:
             backbone_path = out / "backbone.pt"
             checkpoints.export_backbone(backbone_path, model.backbone,
                                         metadata={**meta, "epoch": epoch})
-        return TrainResult(out, path, backbone_path, step, epoch, last)
+        return TrainResult(out, path, backbone_path, step, epoch, last,
+                           steps_run=step - first_step)
     finally:
         stop.restore()
         bar.close()
         if log is not None:
             log.close()
+
+
+def _load_run(path: str) -> dict[str, Any]:
+    state = checkpoints.load_checkpoint(path)
+    if state.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(f"{path} is not a checkpoint written by adapters.train")
+    return state
+
+
+def resumed_config(path: str, **changes: Any) -> TrainConfig:
+    """The config of the run saved in checkpoint ``path``, with ``changes`` applied.
+
+    What the command line's ``--resume`` passes to :func:`train`: the run as it was, plus the
+    flags given with ``--resume``.
+    """
+    return dataclasses.replace(TrainConfig(**_load_run(path)["config"]), **changes)
+
+
+#: command-line flags of the config fields whose flag is not ``--<field with dashes>``
+_FLAGS = {"criterion_options": "--criterion-option", "head_options": "--head-option",
+          "view_options": "--view-option", "progress": "--no-progress"}
+
+
+def _check_unchanged(saved: TrainConfig, config: TrainConfig) -> None:
+    """Refuse a resumed config that changes what defines the run (not its stopping point)."""
+    changed = [
+        f"{_FLAGS.get(f.name, '--' + f.name.replace('_', '-'))} (run: "
+        f"{getattr(saved, f.name)!r}, given: {getattr(config, f.name)!r})"
+        for f in dataclasses.fields(TrainConfig)
+        if f.name not in RESUME_CHANGEABLE and getattr(saved, f.name) != getattr(config, f.name)
+    ]
+    if changed:
+        raise ValueError(
+            "these options cannot change when a run is resumed: " + ", ".join(changed)
+            + "; resume without them, or start a new run in another --out"
+        )
+
+
+def _last_good_message(last_good: list[tuple[Path, int]]) -> str:
+    if not last_good:
+        return ("No checkpoint of this run was written before it diverged (--save-every N "
+                "keeps one every N steps).")
+    path, step = last_good[0]
+    return f"The last good checkpoint is {path} (step {step})."
+
+
+def _existing(path: Path) -> Path | None:
+    return path if path.is_file() else None
 
 
 def _rng_state() -> dict[str, Any]:
@@ -780,10 +851,20 @@ def _set_rng_state(state: Mapping[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
 
 
-def _model_from_state(state: Mapping[str, Any]) -> SSLModel:
-    meta, config = state["meta"], state["config"]
+def _head_options(state: Mapping[str, Any]) -> dict[str, Any]:
+    """The head options a checkpoint of this loop was built with."""
+    # checkpoints written before meta["head_options"] existed kept them in the config
+    return dict(state["meta"].get("head_options", state["config"]["head_options"]))
+
+
+def _model_from_state(
+    state: Mapping[str, Any], head_options: Mapping[str, Any] | None = None
+) -> SSLModel:
+    meta = state["meta"]
     backbone = build_backbone(meta["backbone"], in_channels=meta["in_channels"])
-    heads = METHODS[meta["method"]](backbone.feature_dim, **config["head_options"])
+    heads = METHODS[meta["method"]](backbone.feature_dim,
+                                    **(_head_options(state) if head_options is None
+                                       else head_options))
     backbone.load_state_dict(state["model"]["backbone"])
     heads.load_state_dict(state["model"]["heads"])
     return SSLModel(backbone, heads)
@@ -800,6 +881,7 @@ __all__ = [
     "build_optimizer",
     "compute_loss",
     "min_batch",
+    "resumed_config",
     "train",
     "validate",
 ]

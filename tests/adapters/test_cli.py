@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 import hashlib
-import re
+from pathlib import Path
 
 import pytest
 import torch
 
 from adapters.backbones import build_backbone
 from adapters.checkpoints import load_checkpoint, save_checkpoint
-from adapters.continue_train import main, run_default
+from adapters.continue_train import main
+from adapters.data import load_dataset
 from adapters.methods.swav import projection_head
 from adapters.methods.vicreg import expander
 from adapters.train import train
 from tests.adapters.train_helpers import one_thread, tiny_config  # noqa: F401
 
+REPO = Path(__file__).resolve().parents[2]
 TINY = ["--backbone", "small_cnn", "--dataset", "fake", "--batch-size", "8", "--max-steps", "1",
         "--head-option", "expander_dim=32", "--no-progress"]
 
@@ -105,7 +107,8 @@ def test_continue_from_official_vicreg_full(tmp_path, capsys):
     torch.testing.assert_close(state["model"]["heads"]["projector.6.weight"],
                                projector.state_dict()["6.weight"])
     # ... with the expander width read off the checkpoint, and epochs counted on top of 1000
-    assert state["config"]["head_options"]["expander_dim"] == 24
+    assert state["meta"]["head_options"]["expander_dim"] == 24
+    assert state["config"]["head_options"] == {}  # the caller's config is kept as given
     assert state["end_epoch"] == 1010 and state["base_epoch"] == 1000
 
 
@@ -135,28 +138,47 @@ def test_continue_from_a_project_checkpoint_counts_additional_epochs(tmp_path):
     state = load_checkpoint(tmp_path / "run" / "checkpoint.pt")
     assert (state["base_epoch"], state["end_epoch"]) == (0, 2)
     assert state["meta"]["backbone"] == "small_cnn"
-    assert state["config"]["head_options"]["expander_dim"] == 32
+    assert state["meta"]["head_options"]["expander_dim"] == 32
 
 
-def test_no_arguments_runs_the_embedded_default(monkeypatch):
+def test_no_arguments_continues_the_shipped_default_and_prints_the_summary(
+    tmp_path, monkeypatch, capsys
+):
     import adapters.continue_train as cli
 
-    calls = []
-    monkeypatch.setattr(cli, "run_default", lambda: calls.append("default") or 0)
-    assert cli.main([]) == 0 and calls == ["default"]
-
-
-def test_embedded_default_end_to_end_short(tmp_path, capsys):
-    # the real default with 2 steps and a small kNN bank instead of ~2 minutes
-    assert run_default(str(tmp_path / "demo"), steps=2, bank=500, queries=200) == 0
+    # the real default run, 2 steps instead of 120, into a temporary directory
+    monkeypatch.setattr(cli, "DEFAULT_OUT", str(tmp_path / "default"))
+    monkeypatch.setattr(cli, "DEFAULT_STEPS", 2)
+    assert cli.main([]) == 0
     out = capsys.readouterr().out
-    before = re.search(r"kNN top-1 before .*: (\d+\.\d+)%", out)
-    after = re.search(r"kNN top-1 after: (\d+\.\d+)%", out)
-    assert before and after, out
-    # 10 classes: chance is 10%; the pretrained base is far above it
-    assert float(before.group(1)) > 30
-    state = load_checkpoint(tmp_path / "demo" / "checkpoint.pt")
+    assert "for 2 steps of 256 images" in out and "done: trained 2 steps" in out
+    assert "e2mc.entropy" in out and "kNN" not in out
+    state = load_checkpoint(tmp_path / "default" / "checkpoint.pt")
     assert state["step"] == 2 and state["config"]["criterion"] == "e2mc"
+    assert state["config"]["checkpoint"] == str(cli.DEFAULT_CHECKPOINT)
+    assert (tmp_path / "default" / "backbone.pt").is_file()
+
+
+def test_default_config_trains_the_steps_it_announces():
+    # digits has 1,433 training images: 5 steps of 256 per epoch, so 120 steps need 24 epochs
+    import adapters.continue_train as cli
+
+    config = cli.default_config(steps=120)
+    n = len(load_dataset(config.dataset, config.data_root, train=True))
+    assert config.max_steps == 120
+    assert config.epochs * (n // config.batch_size) >= 120
+    assert (config.epochs - 1) * (n // config.batch_size) < 120
+
+
+def test_adapters_never_import_evaluation():
+    # layers go one way: evaluation imports adapters, never the reverse
+    import ast
+
+    for path in (REPO / "adapters").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            assert not any(n.split(".")[0] == "evaluation" for n in names), path
 
 
 def _official(method: str) -> tuple[dict, dict[str, dict]]:
@@ -195,3 +217,90 @@ def test_continue_from_official_swav_and_simsiam(method, tmp_path, capsys):
         for key, value in state.items():
             if value.is_floating_point() and "running" not in key:
                 torch.testing.assert_close(saved[f"{name}.{key}"], value)
+
+
+# ----------------------------------------------------------------------------------------
+# --resume: the run's own stopping point, new stopping points, options that cannot change
+
+#: a pretraining run of 8 steps per epoch (512 FakeData images / 64), stopped after 2 steps
+STOPPED = ["--method", "vicreg", "--backbone", "small_cnn", "--dataset", "fake",
+           "--batch-size", "64", "--head-option", "expander_dim=32", "--no-progress",
+           "--max-steps", "2"]
+
+
+def _rows(out) -> list[dict]:
+    import json
+
+    return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_resume_of_a_finished_run_says_so_and_trains_nothing(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main([*STOPPED, "--out", str(out)], mode="pretrain") == 0
+    before = _snapshot(out)
+    capsys.readouterr()
+    assert main(["--resume", "--out", str(out)], mode="pretrain") == 0
+    assert "already finished at step 2" in capsys.readouterr().out
+    assert load_checkpoint(out / "checkpoint.pt")["step"] == 2
+    assert _snapshot(out) == before
+
+
+def test_resume_honours_a_new_stopping_point(tmp_path):
+    out = tmp_path / "run"
+    assert main([*STOPPED, "--out", str(out)], mode="pretrain") == 0
+    assert main(["--resume", "--out", str(out), "--max-steps", "3"], mode="pretrain") == 0
+    assert load_checkpoint(out / "checkpoint.pt")["step"] == 3
+    # a second epoch: the run's one epoch (8 steps) extended to 2, capped at 10 steps
+    assert main(["--resume", "--out", str(out), "--epochs", "2", "--max-steps", "10"],
+                mode="pretrain") == 0
+    state = load_checkpoint(out / "checkpoint.pt")
+    assert (state["step"], state["epoch"], state["end_epoch"]) == (10, 1, 2)
+    assert [r["step"] for r in _rows(out)] == list(range(1, 11))
+
+
+def test_resume_refuses_options_that_define_the_run(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main([*STOPPED, "--out", str(out)], mode="pretrain") == 0
+    before = _snapshot(out)
+    code = main(["--resume", "--out", str(out), "--max-steps", "4", "--lr", "0.5",
+                 "--criterion", "e2mc", "--batch-size", "16"], mode="pretrain")
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "cannot change when a run is resumed" in err
+    for flag in ("--lr (run: None, given: 0.5)", "--criterion (run: 'none', given: 'e2mc')",
+                 "--batch-size (run: 64, given: 16)"):
+        assert flag in err
+    assert "--max-steps" not in err
+    assert _snapshot(out) == before
+
+
+def test_resume_accepts_the_same_command_again(tmp_path):
+    # what a scheduler does after a preemption: the original command line plus --resume
+    out = tmp_path / "run"
+    assert main([*STOPPED, "--out", str(out)], mode="pretrain") == 0
+    again = [a if a != "2" else "3" for a in STOPPED]  # the same, with a later stopping point
+    assert main([*again, "--out", str(out), "--resume"], mode="pretrain") == 0
+    assert load_checkpoint(out / "checkpoint.pt")["step"] == 3
+
+
+def test_help_does_not_require_out_for_the_default_run(capsys):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    text = capsys.readouterr().out
+    assert "[--out OUT]" in text
+    assert "except without any arguments" in text
+
+
+def test_out_is_required_when_arguments_are_given(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["--method", "vicreg"])
+    assert exc.value.code == 2
+    assert "--out is required" in capsys.readouterr().err
+
+
+def test_missing_data_root_names_the_command_line_flag(tmp_path, capsys):
+    code = main([*TINY, "--dataset", "cifar10", "--out", str(tmp_path / "run")],
+                mode="pretrain")
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "--data-root" in err and "pass root=" not in err

@@ -235,7 +235,7 @@ def test_imagefolder(tmp_path):
 def test_missing_root(name, tmp_path):
     with pytest.raises(FileNotFoundError, match="does not exist"):
         load_dataset(name, tmp_path / "absent", train=True)
-    with pytest.raises(ValueError, match="needs root="):
+    with pytest.raises(ValueError, match="needs its data directory: --data-root"):
         load_dataset(name, None, train=True)
 
 

@@ -191,7 +191,8 @@ def test_nan_loss_stops_and_keeps_last_checkpoint(tmp_path, monkeypatch):
     monkeypatch.setitem(CRITERIA, "e2mc", _NaNAtThirdCall)
     _NaNAtThirdCall.calls = 0
     config = tiny_config(tmp_path, criterion="e2mc", max_steps=5, save_every=1)
-    with pytest.raises(NonFiniteLoss, match=r"loss is nan at step 3 .*e2mc\.entropy"):
+    with pytest.raises(NonFiniteLoss, match=r"loss is nan at step 3 .*e2mc\.entropy.*The last "
+                       r"good checkpoint is .*checkpoint.pt \(step 2\)"):
         train(config)
     assert load_checkpoint(tmp_path / "checkpoint.pt")["step"] == 2
     assert not (tmp_path / "backbone.pt").exists()
@@ -272,3 +273,23 @@ def test_load_encoder_projector_needs_heads(base_checkpoints, tmp_path):
         load_encoder(result.backbone, features="projector")
     with pytest.raises(ValueError, match="features must be one of"):
         load_encoder(result.checkpoint, features="expander")
+
+
+def test_pretrain_config_defaults_to_no_criterion_like_the_command_line():
+    from adapters.continue_train import build_parser, config_from_args
+    from adapters.train import TrainConfig
+
+    for mode, expected in (("pretrain", "none"), ("continue", "e2mc")):
+        args = build_parser(mode).parse_args(["--out", "x"])
+        assert config_from_args(args, mode).criterion == expected
+        assert TrainConfig(out="x", mode=mode).criterion == expected
+
+
+def test_divergence_before_any_checkpoint_says_none_was_written(tmp_path, monkeypatch):
+    monkeypatch.setitem(CRITERIA, "e2mc", _NaNAtThirdCall)
+    _NaNAtThirdCall.calls = 0
+    with pytest.raises(NonFiniteLoss) as err:
+        train(tiny_config(tmp_path, criterion="e2mc", max_steps=5))
+    assert "last good checkpoint" not in str(err.value)
+    assert "No checkpoint of this run was written" in str(err.value)
+    assert not (tmp_path / "checkpoint.pt").exists()
