@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Any
 
 import numpy as np
@@ -72,6 +73,8 @@ def estimate(
     """
     spec = registry.get(method)
     validation.check_policies(nan_policy, ties, spec.ties)
+    if not isinstance(joint, (bool, np.bool_)):
+        raise TypeError(f"joint must be True or False, got {joint!r}")
     if joint and not spec.supports_joint:
         joint_methods = [n for n, info in registry.methods().items() if info["joint"]]
         raise ValueError(
@@ -102,6 +105,7 @@ def estimate(
         )
 
     run = _Runner(spec, impls[backend], backend, ties, seed, options)
+    run.may_need_frame = validation.frame_exponents(lo, hi, "column") is not None
     if joint:
         if nan_cols.any():
             if nan_policy == "propagate":
@@ -130,6 +134,8 @@ class _Runner:
         self.ties, self.seed, self.options = ties, seed, options
         #: (floored count per column, gaps per column, what, column numbers) under "floor"
         self.floored: list = []
+        #: False when the whole sample is known to be at a safe scale (no frame needed)
+        self.may_need_frame = True
 
     def _prepare(self, data):
         n = data.shape[0]
@@ -145,13 +151,33 @@ class _Runner:
 
     def _call(self, data, opts, columns=None):
         """Run the implementation; ``columns``: the caller's numbers of data's columns (None
-        for a joint estimate), named by the ``ties="floor"`` warning."""
+        for a joint estimate), named by the ``ties="floor"`` warning.
+
+        Data at an extreme scale are estimated in a frame scaled by powers of 2 (see
+        :func:`entropylib.validation.frame_exponents`) and the log of the scale is added back.
+        """
+        exponents = None
+        if self.may_need_frame:
+            mode = self.spec.scaling(opts, columns is None)
+            if mode is not None:
+                exponents = validation.frame_exponents(*validation.column_range(data), mode)
+        if exponents is not None:
+            data = validation.to_frame(data, exponents)
         if self.ties != "floor":
-            return self._convert_and_run(data, opts)
-        with validation.count_floored() as floored:
             out = self._convert_and_run(data, opts)
-        self.floored += [(*record, columns) for record in floored]
-        return out
+        else:
+            with validation.count_floored() as floored:
+                out = self._convert_and_run(data, opts)
+            self.floored += [(*record, columns) for record in floored]
+        if exponents is None:
+            return out
+        shift = exponents * -math.log(2.0)  # H(x) = H(x 2^e) - e log 2, per column
+        shift = shift.sum() if columns is None else shift
+        if validation.is_tensor(out):
+            import torch
+
+            return out + torch.as_tensor(shift, dtype=out.dtype, device=out.device)
+        return out + shift.astype(out.dtype if hasattr(out, "dtype") else np.float64)
 
     def _convert_and_run(self, data, opts):
         to_numpy = self.backend != "torch" and validation.is_tensor(data)
@@ -289,9 +315,11 @@ def _resolve_backend(backend: str, impls: dict, samples, method: str) -> str:
 def _log_base(base: float | None) -> float:
     if base is None:
         return 1.0
-    if not (isinstance(base, (int, float)) and base > 0 and base != 1 and math.isfinite(base)):
+    # any real type (numpy scalars included); bools and non-numbers are refused
+    real = isinstance(base, numbers.Real) and not isinstance(base, (bool, np.bool_))
+    if not (real and math.isfinite(base) and base > 0 and base != 1):
         raise ValueError(f"base must be a positive number other than 1, got {base!r}")
-    return math.log(base)
+    return math.log(float(base))
 
 
 def _finish(result: Any, samples, data: Any, log_base: float, scalar: bool) -> Any:

@@ -44,13 +44,18 @@ def gaussian_entropy(x: Any, *, joint: bool = True, ties: str = "raise") -> Any:
     if not joint:
         var = (xc * xc).sum(**{"dim" if torch_in else "axis": 0}) / (n - 1)
         return 0.5 * (_LOG_2PIE + (var.log() if torch_in else np.log(var)))
-    chol = covariance_cholesky((xc.T @ xc) / (n - 1)) if n > d else None
+    cov = (xc.T @ xc) / (n - 1)
+    chol = covariance_cholesky(cov) if n > d else None
     if chol is not None:
         log_diag = chol.diagonal().log() if torch_in else np.log(np.diag(chol))
         return 0.5 * d * _LOG_2PIE + log_diag.sum()
+    scale_problem = covariance_scale_problem(xc, cov)
+    if scale_problem:
+        raise ValueError(scale_problem)
+    cause = f"n = {n} <= d" if n <= d else "collinear columns"
     message = (
-        f"the sample covariance of the {d} columns is singular (collinear columns, or "
-        f"n = {n} <= d), so the Gaussian entropy is -inf"
+        f"the sample covariance of the {d} columns is singular ({cause}), so the Gaussian "
+        "entropy is -inf"
     )
     if ties == "raise":
         raise ValueError(message + "; pass ties='floor' or 'jitter' to get -inf with a warning")
@@ -60,6 +65,26 @@ def gaussian_entropy(x: Any, *, joint: bool = True, ties: str = "raise") -> Any:
 
         return torch.full((), -math.inf, dtype=x.dtype, device=x.device)
     return -math.inf
+
+
+def covariance_scale_problem(xc: Any, cov: Any) -> str | None:
+    """Why a covariance failed other than collinearity: its entries overflow or underflow the
+    dtype at the data's scale (``xc``: the centred data). None if the scale is not the cause.
+    :func:`entropylib.estimate` rescales such data first; direct calls get this message."""
+    torch_in = validation.is_tensor(xc)
+    spread = (xc.detach().abs().amax(dim=0).cpu().numpy() if torch_in
+              else np.abs(xc).max(axis=0))
+    finite = bool(cov.detach().isfinite().all() if torch_in else np.isfinite(cov).all())
+    info = np.finfo(spread.dtype)
+    # squares below tiny / eps have lost digits (subnormal) or vanished
+    underflow = ((spread > 0) & (spread * spread < info.tiny / info.eps)).any()
+    if finite and not underflow:
+        return None
+    return (
+        f"the sample covariance {'underflows' if finite else 'overflows'} {spread.dtype} at "
+        f"this scale (largest |x - mean| per column: {spread.max():.3g}); entropylib.estimate "
+        "computes in a rescaled frame, or rescale the data (H(a x) = H(x) + log|a| per column)"
+    )
 
 
 def covariance_cholesky(cov: Any) -> Any:
@@ -104,5 +129,6 @@ registry.register(
         backends={"numpy": _marginal, "torch": _marginal},
         joint_backends={"numpy": _joint, "torch": _joint},
         min_samples=lambda options, n: 2,
+        scaling=lambda options, joint: "column",  # affine-equivariant
     )
 )

@@ -55,7 +55,7 @@ import scipy.fft
 from scipy.special import logsumexp
 
 from entropylib import registry, validation
-from entropylib.gaussian import covariance_cholesky
+from entropylib.gaussian import covariance_cholesky, covariance_scale_problem
 
 BANDWIDTH_RULES = ("scott", "silverman")
 EVALUATIONS = ("exact", "fft")
@@ -199,6 +199,9 @@ def _whiten(x: Any, bandwidth: str | float) -> tuple[Any, Any, Any]:
         )
     chol = covariance_cholesky((h * h / (n - 1)) * (xc.T @ xc))
     if chol is None:
+        problem = covariance_scale_problem(xc, (xc.T @ xc) / (n - 1))
+        if problem:
+            raise ValueError(problem)
         raise ValueError(
             "the sample covariance is singular (collinear columns), so the data-scaled joint "
             "bandwidth is undefined; drop redundant columns or pass a float bandwidth"
@@ -441,5 +444,7 @@ registry.register(
         options={"bandwidth": "scott", "loo": False, "evaluation": "exact", "bounds": None},
         min_samples=lambda options, n: 2,
         check_options=_check_options,
+        # data-scaled bandwidths are affine-equivariant; an absolute one fixes the frame
+        scaling=lambda options, joint: "column" if isinstance(options["bandwidth"], str) else None,
     )
 )

@@ -45,6 +45,14 @@ class Method:
     #: backends whose implementation applies ``ties="jitter"`` itself (so that direct calls
     #: honour it); `estimate` dequantizes the data only for the others
     jitters_itself: frozenset[str] = frozenset()
+    #: how `estimate` may move data at an extreme scale into a safe floating-point frame (a
+    #: multiplication by powers of 2, exact) and add the log of the scale back: given the
+    #: filled-in options and ``joint``, ``"column"`` (the estimate is equivariant under
+    #: per-column scaling, H(x D) = H(x) + log|det D|), ``"common"`` (only under one factor
+    #: for every column, as with neighbour distances) or None (not equivariant: not rescaled)
+    scaling: Callable[[Mapping[str, Any], bool], str | None] = (
+        lambda options, joint: "common" if joint else "column"
+    )
 
     @property
     def supports_joint(self) -> bool:

@@ -139,6 +139,47 @@ def column_range(data: Any) -> tuple[np.ndarray, np.ndarray]:
     return np.min(data, axis=0), np.max(data, axis=0)
 
 
+def frame_exponents(lo: np.ndarray, hi: np.ndarray, mode: str) -> np.ndarray | None:
+    """Powers of 2 that move columns at an extreme scale into a safe floating-point frame.
+
+    Differential entropy is scale-equivariant, H(a X) = H(X) + log|a|, but the estimators'
+    intermediates (spacings times n, squares, covariances) overflow or lose every digit when
+    the data sit far from 1: float32 values near 3e37, float64 values near 1e300 or
+    subnormal ones. A column is safe when its range is at least ``2^-L`` and its largest
+    magnitude at most ``2^L``, L = maxexp / 4 (32 for float32, 256 for float64). If every
+    column is safe this returns None (the data are used as they are); otherwise exponents
+    e_j such that ``x_j 2^e_j`` has a range in [1, 2): ``"column"`` moves only the unsafe
+    columns, each by its own exponent; ``"common"`` moves all columns by the exponent of the
+    widest one (for estimators that need one factor, such as neighbour distances). Constant
+    columns keep e = 0 under "column".
+    """
+    lo64, hi64 = lo.astype(np.float64), hi.astype(np.float64)
+    half_range = 0.5 * hi64 - 0.5 * lo64  # no overflow at +-max
+    biggest = np.maximum(np.abs(lo64), np.abs(hi64))
+    limit = 2.0 ** (np.finfo(lo.dtype).maxexp // 4)
+    live = half_range > 0
+    safe = ~live | ((biggest <= limit) & (2 * half_range >= 1 / limit))
+    if safe.all():
+        return None
+    exponent = -np.frexp(half_range)[1].astype(np.int64)  # half range * 2^e in [0.5, 1)
+    if mode == "common":
+        return np.full(lo.shape, exponent[live].max(), dtype=np.int64)
+    return np.where(safe, 0, exponent)
+
+
+def to_frame(data: Any, exponents: np.ndarray) -> Any:
+    """``data * 2^exponents`` per column, exactly, as two factors that each fit the dtype
+    (2^e itself need not: float32 subnormals need 2^149); differentiable for tensors."""
+    first = exponents // 2
+    factors = [np.ldexp(1.0, first), np.ldexp(1.0, exponents - first)]
+    if is_tensor(data):
+        import torch
+
+        factors = [torch.as_tensor(f, dtype=data.dtype, device=data.device) for f in factors]
+        return data * factors[0] * factors[1]
+    return data * factors[0].astype(data.dtype) * factors[1].astype(data.dtype)
+
+
 def nan_columns(data: Any) -> np.ndarray:
     """Boolean mask (d,) of the columns holding at least one NaN."""
     if is_tensor(data):

@@ -3,19 +3,18 @@ r"""MMCR: maximum manifold capacity representations (Yerxa et al., NeurIPS 2023)
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from entropylib.criteria.views import check_coeff, check_views, full_precision, gather_views
 
-__all__ = ["MMCR", "centroid_nuclear_norm"]
+__all__ = ["MMCR", "centroid_nuclear_norm", "unit_rows"]
 
 
 def centroid_nuclear_norm(*views: torch.Tensor) -> torch.Tensor:
     r"""Nuclear norm :math:`\|M\|_* = \sum_k \sigma_k(M)` of the centroid matrix M (N, D).
 
     :math:`M_i = \frac1V \sum_v z^{(v)}_i / \|z^{(v)}_i\|`: the mean of sample i's
-    L2-normalised views.
+    L2-normalised views (a zero row counts as zero, see :func:`unit_rows`).
 
     Examples
     --------
@@ -24,8 +23,17 @@ def centroid_nuclear_norm(*views: torch.Tensor) -> torch.Tensor:
     >>> centroid_nuclear_norm(e, e)  # identical orthonormal views: three singular values 1
     tensor(3.)
     """
-    centroids = torch.stack([F.normalize(z, dim=1) for z in views]).mean(dim=0)
+    centroids = torch.stack([unit_rows(z) for z in views]).mean(dim=0)
     return torch.linalg.matrix_norm(centroids, ord="nuc")
+
+
+def unit_rows(z: torch.Tensor) -> torch.Tensor:
+    """Rows of ``z`` divided by their L2 norms; a zero row has no direction, so it stays zero
+    and passes no gradient (``F.normalize`` divides it by its eps, 1e-12, and passes a
+    gradient of 1e12: 4e12 on all-zero embeddings)."""
+    norm = z.norm(dim=1, keepdim=True)
+    nonzero = norm > 0
+    return torch.where(nonzero, z / torch.where(nonzero, norm, 1.0), 0.0)
 
 
 class MMCR(nn.Module):

@@ -6,7 +6,13 @@ import torch
 from torch import nn
 
 from entropylib.criteria.vicreg_loss import covariance_penalty, variance_hinge
-from entropylib.criteria.views import check_coeff, check_views, full_precision, gather_views
+from entropylib.criteria.views import (
+    check_coeff,
+    check_finite_loss,
+    check_views,
+    full_precision,
+    gather_views,
+)
 
 __all__ = ["VCReg"]
 
@@ -58,4 +64,5 @@ class VCReg(nn.Module):
             variance = torch.stack([variance_hinge(z, gamma=self.gamma) for z in gathered])
             cov = torch.stack([covariance_penalty(z) for z in gathered])
             loss = self.std_coeff * variance.mean() + self.cov_coeff * cov.sum()
+            check_finite_loss(loss, gathered, "VCReg")
         return loss, {"variance": variance.detach(), "cov": cov.detach()}

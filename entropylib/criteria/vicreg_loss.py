@@ -8,6 +8,7 @@ from torch import nn
 
 from entropylib.criteria.views import (
     check_coeff,
+    check_finite_loss,
     check_views,
     full_precision,
     gather_views,
@@ -28,7 +29,12 @@ def variance_hinge(z: torch.Tensor, *, gamma: float = 1.0, eps: float = 1e-4) ->
     >>> variance_hinge(torch.zeros(4, 3))  # no spread at all: the hinge is 1 - sqrt(1e-4)
     tensor(0.9900)
     """
-    std = torch.sqrt(z.var(dim=0) + eps)
+    n = z.shape[0]
+    c = z - z.mean(dim=0)
+    # std = s sqrt(Var(z / s) + eps / s^2) for any constant s > 0: with s = max(|c|, 1) per
+    # column the squares cannot overflow (z.var does at 1e20 in float32)
+    s = c.detach().abs().amax(dim=0).clamp_min(1.0)
+    std = s * torch.sqrt((c / s).pow(2).sum(dim=0) / (n - 1) + eps / (s * s))
     return F.relu(gamma - std).mean()
 
 
@@ -45,8 +51,13 @@ def covariance_penalty(z: torch.Tensor) -> torch.Tensor:
     """
     n, d = z.shape
     c = z - z.mean(dim=0)
-    cov = c.T @ c / (n - 1)
-    return (cov.pow(2).sum() - cov.diagonal().pow(2).sum()) / d
+    # computed as s^4 times the penalty of c / s (s = max(|c|, 1)): finite whenever the
+    # result is, and the diagonal is masked, not subtracted (inf - inf was NaN at 1e30)
+    s = c.detach().abs().amax().clamp_min(1.0)
+    cs = c / s
+    cov = cs.T @ cs / (n - 1)
+    off = (cov - torch.diag_embed(cov.diagonal())).pow(2).sum()
+    return off / d * (s * s) * (s * s)
 
 
 class VICRegLoss(nn.Module):
@@ -113,6 +124,7 @@ class VICRegLoss(nn.Module):
                 + self.std_coeff * variance
                 + self.cov_coeff * covariance
             )
+            check_finite_loss(loss, (g1, g2), "VICRegLoss")
         parts = {
             "invariance": invariance.detach(),
             "variance": variance.detach(),

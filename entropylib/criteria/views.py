@@ -3,18 +3,30 @@
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 
 from entropylib.criteria.distributed import gather_with_grad
 
-__all__ = ["check_coeff", "check_views", "full_precision", "gather_views", "working_dtype"]
+__all__ = [
+    "check_coeff",
+    "check_finite_loss",
+    "check_views",
+    "full_precision",
+    "gather_views",
+    "working_dtype",
+]
 
 
 def check_coeff(name: str, value: float, *, positive: bool = False) -> float:
-    """Return ``value`` as float if it is a finite number >= 0 (> 0 if ``positive``)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    """Return ``value`` as float if it is a finite real number >= 0 (> 0 if ``positive``).
+
+    Any real type is accepted (Python or numpy ints and floats); bools are refused.
+    """
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
         raise ValueError(f"{name} must be a real number, got {value!r}")
     value = float(value)
     if not math.isfinite(value) or value < 0 or (positive and value == 0):
@@ -68,10 +80,26 @@ def gather_views(
 ) -> list[torch.Tensor]:
     """Each view gathered over ranks with gradient and cast to :func:`working_dtype`.
 
-    Raises ValueError when the global batch has fewer than ``min_rows`` rows.
+    Raises ValueError when the global batch has fewer than ``min_rows`` rows or a view holds
+    NaN or infinite values (on any rank), so that no criterion returns a NaN loss or fails
+    inside a factorization on them.
     """
     gathered = [gather_with_grad(v) for v in views]
     n = gathered[0].shape[0]
     if n < min_rows:
         raise ValueError(f"{who} needs a (global) batch of at least {min_rows}, got {n}")
+    for i, g in enumerate(gathered):
+        if not torch.isfinite(g).all():
+            raise ValueError(f"{who}: view {i} has NaN or infinite values")
     return [g.to(working_dtype(g)) for g in gathered]
+
+
+def check_finite_loss(loss: torch.Tensor, views: Sequence[torch.Tensor], who: str) -> None:
+    """Raise if finite views gave a non-finite loss: its value overflows the working dtype
+    (e.g. VICReg's covariance penalty grows as the fourth power of the embedding scale)."""
+    if not torch.isfinite(loss):
+        scale = max(float(v.detach().abs().max()) for v in views)
+        raise ValueError(
+            f"{who}: the loss overflows {loss.dtype} at this embedding scale (largest |z| = "
+            f"{scale:.3g}); normalise the embeddings or compute in float64"
+        )

@@ -388,10 +388,32 @@ def test_unknown_option():
         entropylib.estimate(normal(), "correa", eps=1e-7)
 
 
-@pytest.mark.parametrize("base", [0, -2.0, 1, 1.0, math.inf, math.nan, "2"])
+@pytest.mark.parametrize("base", [0, -2.0, 1, 1.0, math.inf, math.nan, "2", True, np.True_,
+                                  np.float32(1.0), [2.0], 2 + 0j])
 def test_bad_base(base):
     with pytest.raises(ValueError, match="base must be a positive number other than 1"):
         entropylib.estimate(normal(), "vasicek", base=base)
+
+
+@pytest.mark.parametrize("base", [np.float32(2), np.int64(2), np.float64(2), np.uint8(2)])
+def test_numpy_scalar_base(base):
+    """Any real type is a base: bits, whatever the scalar type (H_bits = H_nats / log 2)."""
+    x = normal()
+    expected = entropylib.estimate(x, "vasicek") / math.log(2.0)
+    np.testing.assert_allclose(entropylib.estimate(x, "vasicek", base=base), expected,
+                               rtol=1e-14)
+
+
+@pytest.mark.parametrize("joint", ["no", "yes", 0, 1, None, [True]])
+def test_joint_must_be_a_bool(joint):
+    with pytest.raises(TypeError, match="joint must be True or False"):
+        entropylib.estimate(normal(), "knn", joint=joint)
+
+
+def test_numpy_bool_joint():
+    x = normal()
+    assert entropylib.estimate(x, "knn", joint=np.True_) == entropylib.estimate(x, "knn",
+                                                                                 joint=True)
 
 
 @pytest.mark.parametrize("backend", ["cuda", "jax", "", None])
