@@ -8,10 +8,20 @@ Importing entropylib imports neither torch, torchvision nor faiss, and compiles 
 """
 
 # the estimator modules register their methods on import
-from entropylib import gaussian, kde, knn, spacings  # noqa: F401
+from entropylib import gaussian, kde, knn, ksg, spacings  # noqa: F401
 from entropylib.estimate import estimate
-from entropylib.information import total_correlation
+from entropylib.information import (
+    conditional_mutual_information,
+    mutual_information,
+    total_correlation,
+)
 from entropylib.registry import methods
 
-__all__ = ["estimate", "methods", "total_correlation"]
+__all__ = [
+    "conditional_mutual_information",
+    "estimate",
+    "methods",
+    "mutual_information",
+    "total_correlation",
+]
 __version__ = "0.1.0"

@@ -1,18 +1,50 @@
-"""Information measures built from entropy estimates: total correlation."""
+"""Information measures of continuous variables: mutual information, conditional mutual
+information and total correlation, in nats.
+
+Each function takes its variables as samples with rows along axis 0 (a variable may have
+several columns) and a method:
+
+- ``"ksg1"`` / ``"ksg2"``: the Kraskov-Stoegbauer-Grassberger neighbour-count estimators
+  (:mod:`entropylib.ksg`; Frenzel-Pompe for the conditional mutual information, ksg1 only);
+- any method with a joint entropy (``"gaussian"``, ``"knn"``, ``"kde"``, ...): the entropy
+  difference, each entropy from :func:`entropylib.estimate` with the same options,
+
+  .. math::
+      I(X; Y) = H(X) + H(Y) - H(X, Y), \\quad
+      I(X; Y \\mid Z) = H(X, Z) + H(Y, Z) - H(X, Y, Z) - H(Z), \\quad
+      TC(X_1, \\dots, X_m) = \\sum_v H(X_v) - H(X_1, \\dots, X_m).
+
+  With ``"gaussian"`` this is the closed form for normal variables, e.g.
+  :math:`I(X; Y) = \\tfrac12 \\log(\\det\\Sigma_X \\det\\Sigma_Y / \\det\\Sigma)`.
+
+Inputs are checked as :func:`entropylib.estimate` checks them (:mod:`entropylib.validation`),
+with the same ``nan_policy`` (``"omit"`` drops the rows where any variable is NaN, so every
+term sees the same rows), ``ties`` (for KSG a zero joint k-th neighbour distance is a tie;
+``"jitter"`` dequantizes each column) and ``base``. Variables must all be numpy arrays or all
+torch tensors; a tensor result keeps the input's dtype and device, and is differentiable with
+the entropy-difference forms on the torch backend (KSG counts have no gradient).
+"""
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
 from entropylib import registry, validation
-from entropylib.estimate import estimate
+from entropylib.estimate import _log_base, estimate
+
+#: KSG backend="auto" uses numba from this many samples (the cell grid and the sorted counts
+#: beat the KD-tree above it; below, the first call's compilation would dominate)
+KSG_NUMBA_MIN_N = 2_000
 
 
-def total_correlation(
+def mutual_information(
     x: Any,
-    method: str = "gaussian",
+    y: Any,
+    method: str = "ksg1",
     *,
     base: float | None = None,
     backend: str = "auto",
@@ -21,17 +53,109 @@ def total_correlation(
     seed: int = 0,
     **options: Any,
 ) -> Any:
-    """Total correlation (multi-information) of the d columns of a sample, in nats.
+    """Mutual information I(X; Y) between two variables sampled together.
+
+    Parameters
+    ----------
+    x, y : array_like or torch.Tensor, shape (n,) or (n, d_x), (n,) or (n, d_y)
+        Paired samples (row i of x goes with row i of y).
+    method : str
+        ``"ksg1"`` (default), ``"ksg2"``, or an entropy method with a joint estimate
+        (``"gaussian"`` gives the normal closed form); see the module docstring.
+    base, backend, nan_policy, ties, seed, **options
+        As for :func:`entropylib.estimate`; KSG takes ``k`` (default 3) and the backends
+        "numpy" (KD-tree) and "numba" (cell grid), "auto" choosing numba from
+        ``KSG_NUMBA_MIN_N`` samples.
+
+    Returns
+    -------
+    float, numpy scalar or 0-d torch.Tensor, in nats unless ``base`` is given.
+
+    Examples
+    --------
+    >>> import numpy as np, entropylib
+    >>> rng = np.random.default_rng(0)
+    >>> xy = rng.multivariate_normal([0, 0], [[1, 0.8], [0.8, 1]], size=20_000)
+    >>> true = -0.5 * np.log(1 - 0.8**2)
+    >>> mi = entropylib.mutual_information(xy[:, 0], xy[:, 1])           # KSG1, k = 3
+    >>> bool(abs(mi - true) < 0.02)
+    True
+    >>> mi = entropylib.mutual_information(xy[:, 0], xy[:, 1], "gaussian")
+    >>> bool(abs(mi - true) < 0.02)
+    True
+    """
+    return _information("mutual_information", {"x": x, "y": y}, method, base=base,
+                        backend=backend, nan_policy=nan_policy, ties=ties, seed=seed,
+                        options=options)
+
+
+def conditional_mutual_information(
+    x: Any,
+    y: Any,
+    z: Any,
+    method: str = "ksg1",
+    *,
+    base: float | None = None,
+    backend: str = "auto",
+    nan_policy: str = "raise",
+    ties: str = "raise",
+    seed: int = 0,
+    **options: Any,
+) -> Any:
+    """Conditional mutual information I(X; Y | Z) of three variables sampled together.
+
+    ``"ksg1"`` (default) is the estimator of Frenzel and Pompe (2007); ``"ksg2"`` has no
+    conditional form here. The other arguments are those of :func:`mutual_information`.
+
+    Examples
+    --------
+    >>> import numpy as np, entropylib
+    >>> rng = np.random.default_rng(0)
+    >>> x = rng.normal(size=10_000)
+    >>> y = x + rng.normal(size=10_000)        # a chain x -> y -> z
+    >>> z = y + rng.normal(size=10_000)
+    >>> cmi = entropylib.conditional_mutual_information(x, z, y)   # 0: z depends on x via y
+    >>> bool(abs(cmi) < 0.02)
+    True
+    """
+    return _information("conditional_mutual_information", {"x": x, "y": y, "z": z}, method,
+                        base=base, backend=backend, nan_policy=nan_policy, ties=ties,
+                        seed=seed, options=options)
+
+
+def total_correlation(
+    x: Any,
+    method: str = "gaussian",
+    *,
+    groups: Sequence[Sequence[int]] | None = None,
+    base: float | None = None,
+    backend: str = "auto",
+    nan_policy: str = "raise",
+    ties: str = "raise",
+    seed: int = 0,
+    **options: Any,
+) -> Any:
+    """Total correlation (multi-information) of the variables in the columns of a sample.
 
     .. math::
-        TC(X) = \\sum_{j=1}^{d} H(X_j) - H(X_1, \\dots, X_d) \\;\\ge\\; 0,
+        TC(X) = \\sum_{v=1}^{m} H(X_v) - H(X_1, \\dots, X_m) \\;\\ge\\; 0,
 
-    zero exactly when the columns are independent (Watanabe 1960). For a normal law it is
-    :math:`-\\tfrac12 \\log\\det R`, R the correlation matrix; E2MC's covariance penalty is a
-    second-order proxy for it. Both terms come from :func:`entropylib.estimate` with the same
-    ``method`` and options, so ``method`` must support ``joint=True`` ("gaussian", "knn",
-    "kde"). With ``nan_policy="omit"`` rows holding any NaN are dropped once, so that the
-    marginal and joint terms see the same rows. The other arguments are those of ``estimate``.
+    zero exactly when the variables are independent (Watanabe 1960). For a normal law whose
+    variables are single columns it is :math:`-\\tfrac12 \\log\\det R`, R the correlation
+    matrix; E2MC's covariance penalty is a second-order proxy for it.
+
+    Parameters
+    ----------
+    x : array_like or torch.Tensor, shape (n, d)
+    method : str
+        ``"gaussian"`` (default), another entropy method with a joint estimate (``"knn"``,
+        ``"kde"``, ...), or ``"ksg1"`` / ``"ksg2"`` (the multivariate KSG forms; measured
+        against the chain rule of pairwise KSG terms, the multivariate form had the lower
+        RMSE: see ``benchmarks/results/information.md``).
+    groups : sequence of sequences of int, optional
+        The columns of each variable (disjoint); by default each column is a variable.
+    base, backend, nan_policy, ties, seed, **options
+        As for :func:`mutual_information`.
 
     Examples
     --------
@@ -41,31 +165,162 @@ def total_correlation(
     >>> tc = entropylib.total_correlation(x, "gaussian")
     >>> bool(abs(float(tc) - (-0.5 * np.log(1 - 0.6**2))) < 0.01)
     True
+    >>> tc = entropylib.total_correlation(x, "ksg1")
+    >>> bool(abs(float(tc) - (-0.5 * np.log(1 - 0.6**2))) < 0.01)
+    True
     """
-    if not registry.get(method).supports_joint:
-        joint_methods = [n for n, info in registry.methods().items() if info["joint"]]
-        raise ValueError(
-            f"total correlation needs a joint entropy; method {method!r} is univariate. "
-            f"Use one of {joint_methods}"
-        )
     samples = validation.as_samples(x)
-    if samples.was_1d or samples.data.shape[1] < 2:
-        raise ValueError(
-            f"total correlation needs a 2-D sample with at least 2 columns, got shape "
-            f"{tuple(x.shape) if hasattr(x, 'shape') else np.shape(x)}"
+    d = samples.data.shape[1]
+    if groups is None:
+        if samples.was_1d or d < 2:
+            raise ValueError(
+                f"total correlation needs a 2-D sample with at least 2 columns, got shape "
+                f"{_shape(x)}"
+            )
+        groups = [[j] for j in range(d)]
+    variables = {f"variable {v}": samples.data[:, g]
+                 for v, g in enumerate(_check_groups(groups, d))}
+    return _information("total_correlation", variables, method, base=base, backend=backend,
+                        nan_policy=nan_policy, ties=ties, seed=seed, options=options)
+
+
+def _information(measure: str, variables: dict[str, Any], method: str, *, base, backend,
+                 nan_policy, ties, seed, options) -> Any:
+    """Validate the variables once, then estimate by KSG or by entropy differences."""
+    spec = registry.get(method, measure)
+    validation.check_policies(nan_policy, ties, spec.ties)
+    log_base = _log_base(base)
+    data, groups, like = _stack(variables, nan_policy)
+    if data is None:  # NaN under nan_policy="propagate"
+        return _finish(math.nan, like)
+    if spec.information:
+        value = _ksg(spec, measure, data, groups, backend, ties, seed, options)
+    else:
+        kwargs = dict(backend=backend, ties=ties, seed=seed, **options)
+        value = _entropy_difference(measure, method, data, groups, kwargs)
+    return _finish(value / log_base, like)
+
+
+def _ksg(spec: registry.Method, measure: str, data: Any, groups: list[list[int]],
+         backend: str, ties: str, seed: int, options: dict[str, Any]) -> float:
+    unknown = set(options) - set(spec.options)
+    if unknown:
+        raise TypeError(
+            f"method {spec.name!r} got unknown option(s) {sorted(unknown)}; "
+            f"its options are {sorted(spec.options)}"
         )
-    data = samples.data
-    if nan_policy == "omit":
-        rows = validation.nan_columns(data.T)
-        data = data[~(rows if not samples.is_torch else _as_tensor_mask(rows, data))]
-        nan_policy = "raise"
-    kwargs = dict(base=base, backend=backend, nan_policy=nan_policy, ties=ties, seed=seed)
-    marginal = estimate(data, method, **kwargs, **options)
-    joint = estimate(data, method, joint=True, **kwargs, **options)
-    return marginal.sum() - joint
+    arr = data.detach().cpu().numpy() if validation.is_tensor(data) else data
+    arr = np.ascontiguousarray(arr, dtype=np.float64)
+    n = arr.shape[0]
+    opts = dict(spec.check_options({**spec.options, **options}, n))
+    need = spec.min_samples(opts, n)
+    if n < need:
+        raise ValueError(f"method {spec.name!r} needs at least {need} samples with these "
+                         f"options, got n = {n}")
+    impls = spec.information[measure]
+    if backend == "auto":
+        backend = "numba" if n >= KSG_NUMBA_MIN_N else "numpy"
+    if backend not in impls:
+        raise ValueError(f"backend must be 'auto' or one of {sorted(impls)} for method "
+                         f"{spec.name!r}, got {backend!r}")
+    if ties == "jitter":
+        arr = validation.dequantize(arr, seed)
+    return impls[backend](arr, groups, ties=ties, **opts)
 
 
-def _as_tensor_mask(mask: np.ndarray, like: Any) -> Any:
-    import torch
+def _entropy_difference(measure: str, method: str, data: Any, groups: list[list[int]],
+                        kwargs: dict[str, Any]) -> Any:
+    def h(cols: list[int]) -> Any:
+        return estimate(data[:, cols], method, joint=True, **kwargs)
 
-    return torch.as_tensor(mask, device=like.device)
+    everything = [c for g in groups for c in g]
+    if measure == "conditional_mutual_information":
+        x, y, z = groups
+        return h(x + z) + h(y + z) - h(everything) - h(z)
+    if all(len(g) == 1 for g in groups):  # one column per variable: one marginal call
+        return estimate(data, method, **kwargs).sum() - h(everything)
+    return sum(h(g) for g in groups) - h(everything)
+
+
+def _stack(variables: dict[str, Any], nan_policy: str) -> tuple[Any, list[list[int]], Any]:
+    """The variables side by side as one (n, D) sample, the columns of each, and the sample
+    whose kind (numpy or torch, dtype, device) the result takes; data is None when NaN
+    propagates."""
+    checked = {name: validation.as_samples(v) for name, v in variables.items()}
+    kinds = {s.is_torch for s in checked.values()}
+    if len(kinds) > 1:
+        raise TypeError("the variables must be all numpy arrays or all torch tensors")
+    sizes = {name: s.data.shape[0] for name, s in checked.items()}
+    if len(set(sizes.values())) > 1:
+        raise ValueError(f"the variables must have the same number of samples (rows), got "
+                         f"{sizes}")
+    parts = [s.data for s in checked.values()]
+    if kinds == {True}:
+        import torch
+
+        dtype = torch.promote_types(*[p.dtype for p in parts]) if len(parts) > 1 else None
+        data = torch.cat([p.to(dtype) for p in parts], dim=1) if dtype else parts[0]
+    else:
+        data = np.concatenate(parts, axis=1)
+    bounds = np.cumsum([0] + [p.shape[1] for p in parts])
+    groups = [list(range(a, b)) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+    lo, hi = validation.column_range(data)
+    if np.isfinite(lo).all() and np.isfinite(hi).all():
+        return data, groups, data
+    for name, s in checked.items():
+        _check_no_inf(name, s.data)
+    nan_rows = _nan_rows(data)
+    if nan_policy == "raise":
+        named = [name for name, s in checked.items() if validation.nan_columns(s.data).any()]
+        raise ValueError(f"{', '.join(named)} ha{'ve' if len(named) > 1 else 's'} NaN values; "
+                         "pass nan_policy='omit' to drop those rows or 'propagate' to return "
+                         "NaN")
+    if nan_policy == "propagate":
+        return None, groups, data
+    return data[~nan_rows], groups, data
+
+
+def _check_no_inf(name: str, data: Any) -> None:
+    try:
+        validation.check_no_inf(data)
+    except ValueError as err:
+        raise ValueError(f"{name}: {err}") from None
+
+
+def _nan_rows(data: Any) -> Any:
+    if validation.is_tensor(data):
+        return data.isnan().any(dim=1)
+    return np.isnan(data).any(axis=1)
+
+
+def _check_groups(groups: Sequence[Sequence[int]], d: int) -> list[list[int]]:
+    groups = [_check_group(g, d) for g in groups]
+    flat = [c for g in groups for c in g]
+    if len(groups) < 2:
+        raise ValueError(f"total correlation needs at least 2 variables, got groups={groups}")
+    if len(set(flat)) != len(flat):
+        raise ValueError(f"groups must not share columns, got {groups}")
+    return groups
+
+
+def _check_group(group: Sequence[int], d: int) -> list[int]:
+    cols = list(group) if isinstance(group, Sequence) and not isinstance(group, str) else None
+    if not cols or not all(isinstance(c, (int, np.integer)) and not isinstance(c, bool)
+                           and 0 <= c < d for c in cols):
+        raise ValueError(f"each group must be a non-empty list of column indices in "
+                         f"[0, {d}), got {group!r}")
+    return [int(c) for c in cols]
+
+
+def _shape(x: Any) -> tuple[int, ...]:
+    return tuple(x.shape) if hasattr(x, "shape") else np.shape(x)
+
+
+def _finish(value: Any, like: Any) -> Any:
+    if validation.is_tensor(like):
+        import torch
+
+        return torch.as_tensor(value, dtype=like.dtype, device=like.device).reshape(())
+    if validation.is_tensor(value):
+        return value
+    return np.asarray(value, dtype=like.dtype).reshape(())[()]

@@ -153,8 +153,9 @@ def _kth_distance_numpy(x: np.ndarray, k: int, norm: str, use_numba: bool) -> np
     return _kth_distance_tree(x, k, norm)
 
 
-def _kth_distance_tree(x: np.ndarray, k: int, norm: str) -> np.ndarray:
-    """k-th neighbour distances, in the tree's leaf order (the estimator only needs the set).
+def _kth_distance_tree(x: np.ndarray, k: int, norm: str, row_order: bool = False) -> np.ndarray:
+    """k-th neighbour distances, in the tree's leaf order (the estimator only needs the set)
+    unless ``row_order``.
 
     The query returns x_i itself (distance 0) among its k + 1 nearest points; with repeated
     rows a copy may come first instead, which leaves the (k+1)-th distance unchanged.
@@ -164,7 +165,60 @@ def _kth_distance_tree(x: np.ndarray, k: int, norm: str) -> np.ndarray:
     tree = cKDTree(x, balanced_tree=False, compact_nodes=False)
     p = np.inf if norm == "max" else 2.0
     dist, _ = tree.query(x[tree.indices], k=[k + 1], p=p, workers=-1)
-    return dist[:, 0].astype(x.dtype, copy=False)
+    rho = dist[:, 0].astype(x.dtype, copy=False)
+    if row_order:
+        rho[tree.indices] = rho.copy()
+    return rho
+
+
+def kth_distance(x: np.ndarray, k: int, use_numba: bool = False) -> np.ndarray:
+    """Max-norm distance of each row of a numpy (n, d) sample to its k-th nearest other row,
+    in row order, in float64: by the numba cell grid when it applies, else the KD-tree.
+
+    Examples
+    --------
+    >>> kth_distance(np.array([[0.0, 0.0], [1.0, 3.0], [2.0, 0.5]]), 1).tolist()
+    [2.0, 2.5, 2.0]
+    """
+    x64 = np.asarray(x, dtype=np.float64)
+    if use_numba:
+        from entropylib import knn_kernels
+
+        rho = knn_kernels.kth_distance(x64, k, euclidean=False, row_order=True)
+        if rho is not None:
+            return rho
+    return _kth_distance_tree(x64, k, "max", row_order=True)
+
+
+def count_within(
+    x: np.ndarray, radius: np.ndarray, strict: bool, use_numba: bool = False
+) -> np.ndarray:
+    """Per row i of a numpy (n, d) sample, the number of rows j != i with max-norm distance
+    ``max_c |x_jc - x_ic|`` below ``radius[i]`` (``strict``) or at most ``radius[i]``.
+
+    The counts are exact: distances are the float64 max of absolute differences, as in
+    :func:`kth_distance`, so a radius from that search is compared with the very numbers it
+    came from. The numba path (:func:`entropylib.knn_kernels.count_within`: one binary search
+    per row in one dimension, the cell grid up to ``GRID_MAX_D``) falls back to scipy's
+    KD-tree (``query_ball_point`` with p = inf, whose leaf test is ``distance <= r``; the
+    strict count uses the largest float below the radius). Radii must be positive.
+
+    Examples
+    --------
+    >>> x = np.array([[0.0, 0.0], [1.0, 1.0], [2.0, 0.0]])
+    >>> count_within(x, np.ones(3), strict=True).tolist(), count_within(x, np.ones(3), False)
+    ([0, 0, 0], array([1, 2, 1]))
+    """
+    x64 = np.asarray(x, dtype=np.float64)
+    if use_numba:
+        from entropylib import knn_kernels
+
+        counts = knn_kernels.count_within(x64, radius, strict)
+        if counts is not None:
+            return counts
+    r = np.nextafter(radius, -np.inf) if strict else np.asarray(radius, dtype=np.float64)
+    tree = cKDTree(x64, balanced_tree=False, compact_nodes=False)
+    return tree.query_ball_point(x64, r, p=np.inf, return_length=True, workers=-1) - 1
 
 
 def _kth_distance_torch(x: Any, k: int, norm: str) -> Any:

@@ -45,11 +45,14 @@ CELL_BLOCK = 256
 MAX_CROWDING = 16.0
 
 
-def kth_distance(x: np.ndarray, k: int, euclidean: bool) -> np.ndarray | None:
+def kth_distance(
+    x: np.ndarray, k: int, euclidean: bool, row_order: bool = False
+) -> np.ndarray | None:
     """Distance of every row of ``x`` (n, d) to its k-th nearest other row, in grid order.
 
-    The order of the returned distances is that of the cells, not of the rows: the estimator
-    needs only their set. Computed in float64 (as scipy's KD-tree does) and returned in float64.
+    The order of the returned distances is that of the cells, not of the rows (the entropy
+    estimator needs only their set), unless ``row_order``. Computed in float64 (as scipy's
+    KD-tree does) and returned in float64.
     Returns None when d > ``GRID_MAX_D``, and, having done O(n) work, when the sample crowds
     into few cells (strongly dependent coordinates, a curve or a few clusters in space), where
     the grid would compare each point with many others and a KD-tree, which adapts to the
@@ -71,10 +74,50 @@ def kth_distance(x: np.ndarray, k: int, euclidean: bool) -> np.ndarray | None:
     if n <= k:
         raise ValueError(f"the k-th neighbour needs at least k + 1 = {k + 1} rows, got {n}")
     edges, stride = _grid(x64)
-    xs, cs, start = _bin(x64, edges, stride)
+    xs, cs, start, order = _bin(x64, edges, stride)
     if _crowding(start) > MAX_CROWDING:
         return None
-    return _search(xs, cs, start, edges, stride, k, euclidean)
+    rho = _search(xs, cs, start, edges, stride, k, euclidean)
+    if row_order:
+        rho[order] = rho.copy()
+    return rho
+
+
+def count_within(x: np.ndarray, radius: np.ndarray, strict: bool) -> np.ndarray | None:
+    """Exact max-norm ball counts: for each row i, the number of rows j != i with
+    ``max_c |x_jc - x_ic| < radius_i`` (``strict``) or ``<= radius_i``, in row order.
+
+    The distance is the one :func:`kth_distance` and scipy's KD-tree compute (float64 max
+    of absolute differences), so a radius taken from a neighbour search is compared with
+    exactly the numbers it came from. One column: a binary search per row in the sorted
+    column, parallel over rows. 2 <= d <= ``GRID_MAX_D``: the cell grid, each row scanning
+    the box of cells its ball can reach and adding whole cells that lie inside the ball
+    without looking at their points. Returns None, as :func:`kth_distance` does, above
+    ``GRID_MAX_D`` or on crowded samples. ``radius`` must be positive.
+
+    Examples
+    --------
+    >>> x = np.array([[0.0], [1.0], [2.0], [4.0]])
+    >>> count_within(x, np.full(4, 2.0), strict=True).tolist()
+    [1, 2, 1, 0]
+    >>> count_within(x, np.full(4, 2.0), strict=False).tolist()
+    [2, 2, 3, 1]
+    """
+    x64 = np.ascontiguousarray(x, dtype=np.float64)
+    r64 = np.ascontiguousarray(radius, dtype=np.float64)
+    n, d = x64.shape
+    if d == 1:
+        column = x64[:, 0]
+        return _count_sorted(np.sort(column), column, r64, strict)
+    if d > GRID_MAX_D:
+        return None
+    edges, stride = _grid(x64)
+    xs, cs, start, order = _bin(x64, edges, stride)
+    if _crowding(start) > MAX_CROWDING:
+        return None
+    counts = np.empty(n, np.int64)
+    counts[order] = _count_grid(xs, cs, start, edges, stride, r64[order], strict)
+    return counts
 
 
 def crowding(x: np.ndarray) -> float:
@@ -127,7 +170,8 @@ def _cell_of(edges_c, value):  # pragma: no cover (compiled)
 
 @njit(parallel=True, cache=True)
 def _bin(x, edges, stride):  # pragma: no cover (compiled)
-    """Points counting-sorted by cell: (points, their cell coordinates, cell starts)."""
+    """Points counting-sorted by cell: (points, their cell coordinates, cell starts, and the
+    row of each sorted point)."""
     n, d = x.shape
     coords = np.empty((n, d), np.int64)
     cell = np.empty(n, np.int64)
@@ -146,13 +190,15 @@ def _bin(x, edges, stride):  # pragma: no cover (compiled)
     fill = start[:-1].copy()
     xs = np.empty((n, d))
     cs = np.empty((n, d), np.int64)
+    order = np.empty(n, np.int64)
     for i in range(n):
         p = fill[cell[i]]
         fill[cell[i]] += 1
+        order[p] = i
         for c in range(d):
             xs[p, c] = x[i, c]
             cs[p, c] = coords[i, c]
-    return xs, cs, start
+    return xs, cs, start, order
 
 
 @njit(parallel=True, cache=True)
@@ -304,3 +350,95 @@ def _rings(p, xs, cs, start, edges, stride, k, euclidean,
                         _offer(best, _distance(xs, p, j, euclidean))
             if not _advance(cur, lo, hi):
                 break
+
+
+@njit(cache=True, inline="always")
+def _within(dist, r, strict):  # pragma: no cover (compiled)
+    return dist < r if strict else dist <= r
+
+
+@njit(parallel=True, cache=True)
+def _count_sorted(s, values, radius, strict):  # pragma: no cover (compiled)
+    """Per value v_i (one of the points of the sorted column s), the points j != i with
+    |s_j - v_i| within radius_i.
+
+    Rounding is monotone, so the computed |s_j - v_i| falls as s_j rises towards v_i and rises
+    after it: the points within the radius form one run of s, whose ends two binary searches
+    on that computed distance find (not on v_i +- r, which rounds differently).
+    """
+    n = s.shape[0]
+    out = np.empty(n, np.int64)
+    for i in prange(n):
+        v = values[i]
+        r = radius[i]
+        mid = np.searchsorted(s, v)
+        lo, hi = 0, mid  # first index of [0, mid) within the radius
+        while lo < hi:
+            m = (lo + hi) // 2
+            if _within(v - s[m], r, strict):
+                hi = m
+            else:
+                lo = m + 1
+        first = lo
+        lo, hi = mid, n  # first index of [mid, n) beyond the radius
+        while lo < hi:
+            m = (lo + hi) // 2
+            if _within(s[m] - v, r, strict):
+                lo = m + 1
+            else:
+                hi = m
+        out[i] = lo - first - 1  # v_i itself is in the run (distance 0, radius > 0)
+    return out
+
+
+@njit(parallel=True, cache=True)
+def _count_grid(xs, cs, start, edges, stride, radius, strict):  # pragma: no cover (compiled)
+    """Ball counts of the grid-sorted points xs, in their order (see :func:`count_within`).
+
+    Along each axis c the ball of point p reaches cell q < cs[p, c] only if the distance to
+    that cell's upper edge is within the radius (every point of the cell is farther than that
+    edge, and rounding is monotone), likewise above: the reachable cells form a box lo..hi.
+    Every point of a cell strictly inside the box along c (lo < q < hi) is within the radius
+    along c, since it is no farther than the edge that made the next cell reachable; a cell
+    strictly inside along every axis is counted whole. Only boundary cells are scanned.
+    """
+    n, d = xs.shape
+    g = edges.shape[1] + 1
+    out = np.empty(n, np.int64)
+    for b in prange((n + CELL_BLOCK - 1) // CELL_BLOCK):
+        lo = np.empty(d, np.int64)
+        hi = np.empty(d, np.int64)
+        cur = np.empty(d, np.int64)
+        for p in range(b * CELL_BLOCK, min(n, (b + 1) * CELL_BLOCK)):
+            r = radius[p]
+            for c in range(d):
+                v = xs[p, c]
+                a = cs[p, c]
+                while a > 0 and _within(v - edges[c, a - 1], r, strict):
+                    a -= 1
+                z = cs[p, c]
+                while z < g - 1 and _within(edges[c, z] - v, r, strict):
+                    z += 1
+                lo[c] = a
+                hi[c] = z
+                cur[c] = a
+            count = 0
+            while True:
+                flat = 0
+                inside = True
+                for c in range(d):
+                    flat += cur[c] * stride[c]
+                    if cur[c] == lo[c] or cur[c] == hi[c]:
+                        inside = False
+                if inside:
+                    count += start[flat + 1] - start[flat]
+                    if start[flat] <= p < start[flat + 1]:
+                        count -= 1
+                else:
+                    for j in range(start[flat], start[flat + 1]):
+                        if j != p and _within(_distance(xs, p, j, False), r, strict):
+                            count += 1
+                if not _advance(cur, lo, hi):
+                    break
+            out[p] = count
+    return out

@@ -3,6 +3,8 @@
 An estimator registers a :class:`Method` whose ``backends`` map a backend name ("numpy",
 "numba", "torch") to a function ``f(x, **options) -> per-column entropies`` for marginal
 estimation, and optionally ``joint_backends`` for the joint entropy of a (n, d) sample.
+Estimators of information measures that are not entropy differences (KSG neighbour counts)
+register ``information``: measure name -> backend -> function, and no entropy backends.
 
 Implementation contract (validation has already happened when these are called):
 
@@ -21,6 +23,7 @@ from typing import Any
 Impl = Callable[..., Any]
 
 BACKENDS = ("numpy", "numba", "torch")
+MEASURES = ("mutual_information", "conditional_mutual_information", "total_correlation")
 
 
 @dataclass(frozen=True)
@@ -53,6 +56,10 @@ class Method:
     scaling: Callable[[Mapping[str, Any], bool], str | None] = (
         lambda options, joint: "common" if joint else "column"
     )
+    #: direct estimators of information measures (see :data:`MEASURES`): measure -> backend ->
+    #: ``f(data, groups, **options)``, data a finite float64 numpy (n, D) array and groups the
+    #: column indices of each variable, returning nats
+    information: Mapping[str, Mapping[str, Impl]] = field(default_factory=dict)
 
     @property
     def supports_joint(self) -> bool:
@@ -68,7 +75,16 @@ class Method:
             "joint_backends": tuple(self.joint_backends),
             "options": dict(self.options),
             "ties": self.ties,
+            "measures": self.measures,
         }
+
+    @property
+    def measures(self) -> tuple[str, ...]:
+        """What the method estimates: entropy, and the information measures, which methods
+        with a joint entropy estimate as entropy differences."""
+        if self.information:
+            return tuple(m for m in MEASURES if m in self.information)
+        return ("entropy", *MEASURES) if self.supports_joint else ("entropy",)
 
 
 _REGISTRY: dict[str, Method] = {}
@@ -85,13 +101,20 @@ def register(method: Method) -> Method:
     return method
 
 
-def get(name: str) -> Method:
+def get(name: str, measure: str = "entropy") -> Method:
+    """The method called ``name``; a ValueError if it does not estimate ``measure``."""
     try:
-        return _REGISTRY[name]
+        method = _REGISTRY[name]
     except KeyError:
         raise ValueError(
             f"unknown method {name!r}; available methods: {', '.join(sorted(_REGISTRY))}"
         ) from None
+    if measure not in method.measures:
+        able = [n for n, m in sorted(_REGISTRY.items()) if measure in m.measures]
+        what = ("is univariate (no joint entropy)" if method.measures == ("entropy",)
+                else f"estimates {', '.join(method.measures)}, not {measure}")
+        raise ValueError(f"method {name!r} {what}; methods for {measure}: {able}")
+    return method
 
 
 def methods() -> dict[str, dict[str, Any]]:
