@@ -73,13 +73,16 @@ class Mutant:
     end: int
 
     def change(self, source: str) -> str:
-        """'before -> after', widened to the whole line when the replaced text is short."""
-        if len(self.before) >= 12:
+        """'before -> after', with some of the line around it when the replaced text is short."""
+        if len(self.before) >= 12 or "\n" in self.before:
             return f"{_short(self.before)} -> {_short(self.after)}"
-        mutated = source[: self.start] + self.after + source[self.end :]
-        before = source.splitlines()[self.line - 1]
-        after = mutated.splitlines()[self.line - 1]
-        return f"{_short(before)} -> {_short(after)}"
+        line_start = source.rfind("\n", 0, self.start) + 1
+        line_end = source.find("\n", self.end)
+        left = source[max(line_start, self.start - 30) : self.start].lstrip()
+        if self.start - 30 > line_start:  # cut at a word boundary
+            left = left.partition(" ")[2]
+        right = source[self.end : min(line_end, self.end + 20)].rstrip()
+        return f"{left}{self.before}{right} -> {left}{self.after}{right}"
 
 
 def _name(func: ast.expr) -> str:
