@@ -33,5 +33,14 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/bench_spacings.py
 
+# mutation testing of one module against its tests (docs/mutation.md); slow, not part of `test`
+.PHONY: mutate
+MUTANTS ?= 40
+SEED ?= 0
+mutate: $(STAMP)
+	$(if $(MODULE),,$(error give a module: make mutate MODULE=entropylib/spacings.py))
+	$(PY) mutation/mutate.py $(MODULE) --max-mutants $(MUTANTS) --seed $(SEED) \
+		$(if $(TESTS),--tests $(TESTS))
+
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis docs/_build
