@@ -19,6 +19,11 @@ from typing import Any
 
 import numpy as np
 
+#: mixed-precision modes of :func:`extract_features`
+AMP_MODES = ("off", "bf16", "fp16")
+#: bytes each process receives per collective when features are gathered (bounds GPU memory)
+_GATHER_BYTES = 1 << 28
+
 
 def extract_features(
     model: Any,
@@ -27,6 +32,9 @@ def extract_features(
     batch_size: int = 256,
     device: str | None = None,
     num_workers: int = 0,
+    pin_memory: bool | None = None,
+    amp: str = "off",
+    distributed: bool | None = None,
     progress: bool = True,
     desc: str = "features",
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -35,6 +43,11 @@ def extract_features(
     The model is put in eval mode (batch-norm uses its running statistics) and run under
     ``torch.inference_mode``; its train/eval state is restored afterwards.
 
+    Under ``torchrun`` (an initialised process group of more than one process) each process
+    runs the model on one contiguous shard of the data set (sizes differ by at most one, no
+    sample padded or repeated), and the shards are gathered so that every process returns
+    the whole matrix in data-set order, the same as one process would.
+
     Parameters
     ----------
     model : torch.nn.Module
@@ -42,11 +55,18 @@ def extract_features(
     dataset : torch.utils.data.Dataset
         Yields (image tensor, int label).
     batch_size, num_workers : int
-        DataLoader settings.
+        DataLoader settings (per process).
     device : str, optional
-        Defaults to "cuda" when available, else "cpu".
+        Defaults to "cuda" when available (``cuda:LOCAL_RANK`` under torchrun), else "cpu".
+    pin_memory : bool, optional
+        Page-locked batches for faster host-to-GPU copies; defaults to True on CUDA.
+    amp : {"off", "bf16", "fp16"}
+        Autocast the forward pass; the features are returned in float32 either way.
+    distributed : bool, optional
+        Shard and gather across the process group; defaults to True when one of more than
+        one process is initialised.
     progress : bool
-        Show a tqdm bar.
+        Show a tqdm bar (on the first process only).
 
     Returns
     -------
@@ -63,31 +83,129 @@ def extract_features(
     ((10, 16), [0, 1, 2])
     """
     import torch
-    from torch.utils.data import DataLoader
+    import torch.distributed as dist
+    from torch.utils.data import Subset
     from tqdm.auto import tqdm
 
     if len(dataset) == 0:
         raise ValueError("the data set is empty: nothing to extract features from")
+    if amp not in AMP_MODES:
+        raise ValueError(f"amp must be one of {AMP_MODES}, got {amp!r}")
+    grouped = dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+    if distributed is None:
+        distributed = grouped
+    elif distributed and not grouped:
+        raise ValueError("distributed=True needs an initialised process group of more than "
+                         "one process (run under torchrun and call init_process_group)")
+    rank, world = (dist.get_rank(), dist.get_world_size()) if distributed else (0, 1)
     if device is None:
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
+        local = os.environ.get("LOCAL_RANK", "0") if distributed else "0"
+        device = f"cuda:{local}" if torch.cuda.is_available() else "cpu"
+    bounds = shard_bounds(len(dataset), world)
+    shard = Subset(dataset, range(bounds[rank], bounds[rank + 1])) if distributed else dataset
+    loader = data_loader(shard, batch_size=batch_size, device=device, num_workers=num_workers,
+                         pin_memory=pin_memory)
+    device_type = torch.device(device).type
+    autocast = torch.autocast(device_type, dtype=torch.bfloat16 if amp == "bf16" else
+                              torch.float16, enabled=amp != "off")
     was_training = model.training
     model.eval()
     model.to(device)
     feats, labels = [], []
     try:
-        with torch.inference_mode():
-            for images, target in tqdm(loader, desc=desc, disable=not progress, leave=False):
-                out = model(images.to(device))
+        with torch.inference_mode(), autocast:
+            for images, target in tqdm(loader, desc=desc, disable=not progress or rank > 0,
+                                       leave=False):
+                out = model(images.to(device, non_blocking=loader.pin_memory))
                 if out.ndim != 2:
                     raise ValueError(
                         f"the model must return (batch, features), got shape {tuple(out.shape)}"
                     )
-                feats.append(out.float().cpu().numpy())
-                labels.append(np.asarray(target, dtype=np.int64).reshape(-1))
+                feats.append(out.float().cpu())
+                labels.append(torch.as_tensor(target, dtype=torch.int64).reshape(-1, 1))
     finally:
         model.train(was_training)
-    return np.concatenate(feats), np.concatenate(labels)
+    if not distributed:
+        return torch.cat(feats).numpy(), torch.cat(labels).reshape(-1).numpy()
+    # a process whose shard is empty (fewer samples than processes) learns F from the others
+    width = torch.tensor([feats[0].shape[1] if feats else 0], device=_comm_device(device))
+    dist.all_reduce(width, op=dist.ReduceOp.MAX)
+    local_feats = torch.cat(feats) if feats else torch.empty(0, int(width))
+    local_labels = torch.cat(labels) if labels else torch.empty(0, 1, dtype=torch.int64)
+    return (_gather_rows(local_feats, bounds, device).numpy(),
+            _gather_rows(local_labels, bounds, device).reshape(-1).numpy())
+
+
+def shard_bounds(n: int, world: int) -> list[int]:
+    """Starts of ``world`` contiguous shards of ``range(n)`` and ``n``; sizes differ by <= 1.
+
+    Examples
+    --------
+    >>> shard_bounds(10, 3)
+    [0, 4, 7, 10]
+    """
+    base, extra = divmod(n, world)
+    return [r * base + min(r, extra) for r in range(world + 1)]
+
+
+def data_loader(
+    dataset: Any,
+    *,
+    batch_size: int,
+    device: str,
+    num_workers: int = 0,
+    pin_memory: bool | None = None,
+    **options: Any,
+) -> Any:
+    """The DataLoader of the evaluation: workers, and pinned memory by default on CUDA.
+
+    Workers are not kept across epochs (``persistent_workers``): a persistent iterator draws
+    its seed once, which would change a shuffled loader's order from the second epoch on, so
+    a probe's result would depend on the number of workers.
+    """
+    import torch
+    from torch.utils.data import DataLoader
+
+    if num_workers < 0:
+        raise ValueError(f"num_workers must be >= 0, got {num_workers}")
+    if pin_memory is None:
+        pin_memory = torch.device(device).type == "cuda"
+    return DataLoader(dataset, batch_size=batch_size, num_workers=num_workers,
+                      pin_memory=pin_memory, **options)
+
+
+def _comm_device(device: str) -> str:
+    """Where collectives run: NCCL needs CUDA tensors, gloo takes CPU ones."""
+    import torch.distributed as dist
+
+    return device if dist.get_backend() == "nccl" else "cpu"
+
+
+def _gather_rows(local: Any, bounds: list[int], device: str) -> Any:
+    """Every process's rows (``bounds`` says how many each has), concatenated in rank order.
+
+    Shards are padded to a common length for ``all_gather`` and exchanged in chunks of at
+    most ``_GATHER_BYTES`` received per process; the result is on the CPU.
+    """
+    import torch
+    import torch.distributed as dist
+
+    world, width = len(bounds) - 1, local.shape[1]
+    sizes = [hi - lo for lo, hi in zip(bounds[:-1], bounds[1:], strict=True)]
+    chunk = max(1, _GATHER_BYTES // max(1, world * width * local.element_size()))
+    comm = _comm_device(device)
+    out = torch.empty(bounds[-1], width, dtype=local.dtype)
+    for lo in range(0, max(sizes), chunk):
+        hi = min(lo + chunk, max(sizes))
+        piece = torch.zeros(hi - lo, width, dtype=local.dtype, device=comm)
+        mine = local[lo:hi]
+        piece[: len(mine)] = mine
+        parts = [torch.empty_like(piece) for _ in range(world)]
+        dist.all_gather(parts, piece)
+        for r, part in enumerate(parts):
+            take = max(0, min(hi, sizes[r]) - lo)
+            out[bounds[r] + lo: bounds[r] + lo + take] = part[:take].cpu()
+    return out
 
 
 def checkpoint_fingerprint(path: str | os.PathLike, *, content_hash: bool = True) -> str:

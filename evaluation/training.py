@@ -40,17 +40,20 @@ def train_classifier(
     device: str | None = None,
     seed: int = 0,
     num_workers: int = 0,
+    pin_memory: bool | None = None,
     progress: bool = True,
 ) -> TrainResult:
     """Train ``Linear(trunk(x))``; ``trunk_lr=None`` freezes the trunk (eval mode, no grad).
 
-    Returns the test top-1 / top-5 of the epoch with the best validation top-1 (the earliest
-    such epoch on ties).
+    ``num_workers`` and ``pin_memory`` (default: on CUDA) apply to the train, validation and
+    test loaders (:func:`evaluation.features.data_loader`). Returns the test top-1 / top-5 of
+    the epoch with the best validation top-1 (the earliest such epoch on ties).
     """
     import torch
     from torch import nn
-    from torch.utils.data import DataLoader
     from tqdm.auto import tqdm
+
+    from evaluation.features import data_loader
 
     if epochs < 1:
         raise ValueError(f"epochs must be >= 1, got {epochs}")
@@ -74,14 +77,16 @@ def train_classifier(
         else:
             params.append({"params": list(trunk.parameters()), "lr": trunk_lr})
         opt = torch.optim.SGD(params, lr=head_lr, momentum=momentum, weight_decay=weight_decay)
-        loader = DataLoader(
+        loading = dict(batch_size=batch_size, device=device, num_workers=num_workers,
+                       pin_memory=pin_memory)
+        loader = data_loader(
             train_set,
-            batch_size=batch_size,
             shuffle=True,
             drop_last=len(train_set) > batch_size,
-            num_workers=num_workers,
             generator=torch.Generator().manual_seed(seed),
+            **loading,
         )
+        val_loader = data_loader(val_set, **loading)
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs * len(loader))
         loss_fn = nn.CrossEntropyLoss()
         best, best_epoch, val_curve = None, 0, []
@@ -89,7 +94,8 @@ def train_classifier(
             trunk.train(not frozen)
             head.train()
             for images, target in loader:
-                images, target = images.to(device), target.to(device)
+                images = images.to(device, non_blocking=loader.pin_memory)
+                target = target.to(device, non_blocking=loader.pin_memory)
                 if frozen:
                     with torch.no_grad():
                         feats = trunk(images)
@@ -100,7 +106,7 @@ def train_classifier(
                 loss.backward()
                 opt.step()
                 sched.step()
-            val_acc = _accuracy(trunk, head, val_set, batch_size, device, num_classes)[0]
+            val_acc = _accuracy(trunk, head, val_loader, device)[0]
             val_curve.append(val_acc)
             if best is None or val_acc > max(val_curve[:-1]):
                 best_epoch = epoch + 1
@@ -111,7 +117,7 @@ def train_classifier(
         head.load_state_dict(best[0])
         if best[1] is not None:
             trunk.load_state_dict(best[1])
-        top1, top5 = _accuracy(trunk, head, test_set, batch_size, device, num_classes)
+        top1, top5 = _accuracy(trunk, head, data_loader(test_set, **loading), device)
     for p, flag in zip(trunk.parameters(), grad_flags, strict=True):
         p.requires_grad_(flag)
     return TrainResult(top1=top1, top5=top5, best_epoch=best_epoch, val_top1=val_curve)
@@ -131,11 +137,8 @@ def _feature_dim(trunk: Any, data: Any, device: str) -> int:
     return int(out.shape[-1])
 
 
-def _accuracy(
-    trunk: Any, head: Any, data: Any, batch_size: int, device: str, num_classes: int
-) -> tuple[float, float]:
+def _accuracy(trunk: Any, head: Any, loader: Any, device: str) -> tuple[float, float]:
     import torch
-    from torch.utils.data import DataLoader
 
     from evaluation.linear import topk_accuracy
 
@@ -143,7 +146,8 @@ def _accuracy(
     head.eval()
     scores, labels = [], []
     with torch.no_grad():
-        for images, target in DataLoader(data, batch_size=batch_size, shuffle=False):
-            scores.append(head(trunk(images.to(device))).float().cpu().numpy())
+        for images, target in loader:
+            images = images.to(device, non_blocking=loader.pin_memory)
+            scores.append(head(trunk(images)).float().cpu().numpy())
             labels.append(np.asarray(target, dtype=np.int64).reshape(-1))
     return topk_accuracy(np.concatenate(scores), np.concatenate(labels))

@@ -9,6 +9,10 @@ optimizer, criterion and SSL data pipeline on torchvision FakeData and runs one 
 on the CPU: no download, no official weights (those are not reachable from these machines,
 so the model starts from random weights), nothing written.
 
+BatchNorm is synchronised across the GPUs (``--sync-bn``), as in the official VICReg, SwAV
+and SimSiam trainings: each GPU normalises with the statistics of the global batch of 512,
+not of its own 256.
+
 Usage::
 
     python -m paper.imagenet.recipes                    # print every recipe's commands
@@ -91,7 +95,7 @@ def train_command(recipe: Recipe, criterion: str) -> list[str]:
         cmd += ["--head-option", f"{key}={value}"]
     for key, value in recipe.view_options:
         cmd += ["--view-option", f"{key}={value}"]
-    cmd += ["--amp", "bf16", "--workers", "10", "--save-every", "1000",
+    cmd += ["--sync-bn", "--amp", "bf16", "--workers", "10", "--save-every", "1000",
             "--out", f"{RUNS}/{recipe.name}_{criterion}"]
     return cmd
 
@@ -178,6 +182,8 @@ def dry_run(name: str, *, batch_size: int = 8) -> dict[str, Any]:
     batch, _ = next(iter(DataLoader(dataset, batch_size=batch_size, shuffle=True)))
     backbone = build_backbone("resnet50", in_channels=info.channels)
     model = SSLModel(backbone, method(backbone.feature_dim, **config.head_options))
+    # the --sync-bn layers; without a process group they normalise like plain BatchNorm
+    model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
     criterion = build_criterion(config)
     lr = method.defaults.base_lr * recipe.gpus * recipe.batch_per_gpu / 256
     optimizer = build_optimizer(config, model, lr)
