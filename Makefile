@@ -12,7 +12,7 @@ SPHINX := $(PY) -m sphinx -b html -W --keep-going -q docs docs/_build/html
 $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[test,docs]"
+	$(PY) -m pip install --quiet -e ".[ssl,test,docs]"
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -309,6 +309,8 @@ def _resolve_backend(backend: str, impls: dict, samples, method: str) -> str:
         raise ValueError(
             f"method {method!r} has no {backend!r} backend here; available: {sorted(impls)}"
         )
+    if backend == "torch":
+        registry.require_torch('backend="torch"')
     return backend
 
 

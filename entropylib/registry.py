@@ -24,6 +24,23 @@ Impl = Callable[..., Any]
 
 BACKENDS = ("numpy", "numba", "torch")
 MEASURES = ("mutual_information", "conditional_mutual_information", "total_correlation")
+#: how to get torch, which the core install (numpy / numba estimators) leaves out
+TORCH_EXTRA = 'pip install "entropylib[torch]"'
+
+
+def require_torch(feature: str) -> None:
+    """Raise an ImportError naming the extra to install if torch cannot be imported.
+
+    ``feature`` says what needs torch (e.g. ``'backend="torch"'``). A torch that is installed
+    but fails to import for another reason raises its own error unchanged.
+    """
+    try:
+        import torch  # noqa: F401
+    except ModuleNotFoundError as err:
+        if err.name != "torch":
+            raise
+        message = f"{feature} needs PyTorch, which is not installed: {TORCH_EXTRA}"
+        raise ImportError(message) from err
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,10 @@ Criteria that need the global batch gather it themselves with
 SSL loss; ``VICRegLoss``, ``SwAVLoss`` and ``SimSiamLoss`` are the base losses themselves.
 """
 
+from entropylib.registry import require_torch
+
+require_torch("entropylib.criteria")
+
 from entropylib.criteria.distributed import gather_with_grad
 from entropylib.criteria.e2mc import E2MC, REFERENCE_SETTINGS
 from entropylib.criteria.logdet import LogDet
