@@ -40,8 +40,15 @@ def load_encoder(
 
     Examples
     --------
-    >>> encoder, meta = load_encoder("runs/demo/backbone.pt")  # doctest: +SKIP
-    >>> encoder(torch.zeros(2, meta["in_channels"], 28, 28)).shape  # doctest: +SKIP
+    >>> import tempfile, torch
+    >>> from adapters.backbones import build_backbone
+    >>> from adapters.checkpoints import export_backbone
+    >>> meta = {"method": "simsiam", "backbone": "small_cnn", "dataset": "digits",
+    ...         "in_channels": 1, "image_size": 28, "mean": [0.31], "std": [0.32], "epoch": 0}
+    >>> path = export_backbone(tempfile.mkdtemp() + "/backbone.pt",
+    ...                        build_backbone("small_cnn", in_channels=1), metadata=meta)
+    >>> encoder, meta = load_encoder(path)
+    >>> encoder(torch.zeros(2, meta["in_channels"], 28, 28)).shape
     torch.Size([2, 256])
     """
     from adapters.backbones import build_backbone

@@ -434,11 +434,11 @@ def read_idx(path: str | os.PathLike[str]) -> np.ndarray:
 
     Examples
     --------
-    >>> import tempfile
-    >>> from pathlib import Path
+    >>> import gzip, tempfile
     >>> from adapters.data import read_idx
-    >>> path = Path(tempfile.mkdtemp()) / "labels-idx1-ubyte"
-    >>> _ = path.write_bytes(bytes([0, 0, 0x08, 1, 0, 0, 0, 3, 7, 8, 9]))  # uint8, 1-D, 3 items
+    >>> path = tempfile.mkdtemp() + "/labels-idx1-ubyte.gz"  # three uint8 labels, 1-D
+    >>> with gzip.open(path, "wb") as f:
+    ...     _ = f.write(bytes([0, 0, 0x08, 1]) + (3).to_bytes(4, "big") + bytes([7, 8, 9]))
     >>> read_idx(path)
     array([7, 8, 9], dtype=uint8)
     """

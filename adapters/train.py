@@ -549,10 +549,13 @@ def train(config: TrainConfig, *, resume: str | None = None) -> TrainResult:
 
     Examples
     --------
-    >>> cfg = TrainConfig(out="runs/x", mode="pretrain", method="vicreg", backbone="small_cnn",
-    ...                   dataset="digits", epochs=1)  # doctest: +SKIP
-    >>> train(cfg).checkpoint  # doctest: +SKIP
-    PosixPath('runs/x/checkpoint.pt')
+    >>> import tempfile
+    >>> cfg = TrainConfig(out=tempfile.mkdtemp() + "/run", mode="pretrain", method="simsiam",
+    ...                   backbone="small_cnn", dataset="digits", max_steps=2, batch_size=8,
+    ...                   progress=False)
+    >>> result = train(cfg)
+    >>> result.step, result.checkpoint.name, result.backbone.name
+    (2, 'checkpoint.pt', 'backbone.pt')
     """
     state = None
     if resume is not None:

@@ -110,7 +110,7 @@ def build_plan(experiment: Experiment) -> Plan:
     >>> from paper.config import quick
     >>> plan = build_plan(quick())
     >>> sorted({c.table for c in plan.cells})
-    ['ablation', 'table1', 'table2']
+    ['ablation', 'sensitivity', 'table1', 'table2']
     """
     data = experiment.data
     train_data = {"name": data.name, "root": data.root}

@@ -7,8 +7,12 @@ Markdown link) is an error a reader cannot follow.
 
 from __future__ import annotations
 
+import doctest
+import importlib
+import os
 import re
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -99,3 +103,39 @@ def test_scanner_follows_relative_links(tmp_path):
     assert bad_references(sub / "README.md", "[m](missing.md)", root=tmp_path)
     assert bad_references(sub / "README.md", "`f(**kw)` and [m](x.md)", root=tmp_path)
     assert bad_references(sub / "README.md", "```\nf(**kw)\n```\n`g(*a)`", root=tmp_path) == []
+
+
+def test_importing_every_module_is_silent_and_writes_nothing(tmp_path):
+    """Doctest collection and the API reference import every module: importing must not print,
+    warn, or write files (work belongs in functions, not at import time)."""
+    code = (
+        "import importlib, pkgutil\n"
+        "for package in ('entropylib', 'adapters', 'evaluation', 'paper'):\n"
+        "    root = importlib.import_module(package)\n"
+        "    for info in pkgutil.walk_packages(root.__path__, package + '.'):\n"
+        "        importlib.import_module(info.name)\n"
+        "print('imported')\n"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [
+        str(ROOT), os.environ.get("PYTHONPATH", "")]))}
+    out = subprocess.run([sys.executable, "-W", "always", "-c", code], cwd=tmp_path, env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == "imported\n" and out.stderr == "", out.stdout + out.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+#: pytest's --doctest-modules never collects ``__main__.py`` files; their examples run here
+MAIN_MODULES = sorted(
+    ".".join(path.relative_to(ROOT).with_suffix("").parts)
+    for package in ("entropylib", "adapters", "evaluation", "paper")
+    for path in (ROOT / package).rglob("__main__.py")
+    if ">>>" in path.read_text()
+)
+
+
+@pytest.mark.parametrize("name", MAIN_MODULES)
+def test_main_module_examples(name):
+    result = doctest.testmod(importlib.import_module(name),
+                             optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+    assert result.attempted > 0 and result.failed == 0

@@ -169,24 +169,6 @@ def test_m_spacing_function_is_the_estimate_method():
         np.testing.assert_allclose(m_spacing(x, m=11, **kw), low.numpy(), rtol=0, atol=1e-14)
 
 
-@pytest.mark.parametrize(
-    "module",
-    [
-        "entropylib.spacings",
-        "entropylib.estimate",
-        "entropylib.registry",
-        "entropylib.numba_kernels",
-        "entropylib.__main__",
-    ],
-)
-def test_docstring_examples(module):
-    import doctest
-    import importlib
-
-    result = doctest.testmod(importlib.import_module(module))
-    assert result.attempted > 0 and result.failed == 0
-
-
 def test_demo_prints_a_table(capsys):
     from entropylib.__main__ import main
 
