@@ -48,7 +48,8 @@ import numba
 import numpy as np
 from numba import njit, prange
 
-from entropylib import spacings, validation
+from entropylib import validation
+from entropylib.spacing_bias import m_spacing_uniform_bias, vasicek_uniform_bias
 
 #: worst-case relative error allowed in Correa's window sums before they are recomputed
 CORREA_REL_TOL = 2e-11
@@ -372,7 +373,7 @@ def m_spacing(
     """Numba :func:`entropylib.spacings.m_spacing` of the columns of ``x`` (n, d)."""
     h = _run("m_spacing", x, m, eps, ties)
     if bias_correction:
-        h -= spacings.m_spacing_uniform_bias(x.shape[0], m)
+        h -= m_spacing_uniform_bias(x.shape[0], m)
     return h.astype(x.dtype, copy=False)
 
 
@@ -387,7 +388,7 @@ def vasicek(
     """Numba :func:`entropylib.spacings.vasicek`."""
     h = _run("vasicek", x, m, 0.0, ties)
     if bias_correction:
-        h -= spacings.vasicek_uniform_bias(x.shape[0], m)
+        h -= vasicek_uniform_bias(x.shape[0], m)
     return h.astype(x.dtype, copy=False)
 
 

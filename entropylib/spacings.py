@@ -13,7 +13,8 @@ directly, they honour ``ties`` themselves (``"jitter"`` dequantizes with ``seed`
 
 The per-column means are summed in an order that does not depend on the number of columns,
 so a column-wise call is bit-identical to a loop over the columns. The "numba" backend of
-each estimator lives in :mod:`entropylib.numba_kernels`, imported on first use.
+each estimator lives in :mod:`entropylib.numba_kernels`, imported on first use; the exact
+U(0,1) biases that both use live in the leaf module :mod:`entropylib.spacing_bias`.
 """
 
 from __future__ import annotations
@@ -25,9 +26,8 @@ from typing import Any
 import numpy as np
 from array_api_compat import array_namespace
 from array_api_compat import device as device_of
-from scipy.special import digamma
-
 from entropylib import registry, validation
+from entropylib.spacing_bias import m_spacing_uniform_bias, vasicek_uniform_bias
 
 
 def default_window(n: int) -> int:
@@ -83,11 +83,6 @@ def m_spacing(
     return h
 
 
-def m_spacing_uniform_bias(n: int, m: int) -> float:
-    """E[m_spacing] on U(0,1) samples (true entropy 0): ``log((n+1)/m) + psi(m) - psi(n+1)``."""
-    return math.log((n + 1) / m) + float(digamma(m) - digamma(n + 1))
-
-
 def van_es(x: Any, *, m: int, ties: str = "raise", seed: int = 0) -> Any:
     r"""van Es (1992): the m-spacing estimator plus ``sum_{k=m}^{n} 1/k + log m - log(n+1)``.
 
@@ -132,19 +127,6 @@ def vasicek(
     if bias_correction:
         h = h - vasicek_uniform_bias(n, m)
     return h
-
-
-def vasicek_uniform_bias(n: int, m: int) -> float:
-    r"""E[vasicek] on U(0,1) samples:
-    :math:`\log\frac{n}{2m} + (1 - \frac{2m}{n})\psi(2m) - \psi(n+1)
-    + \frac{2}{n}\sum_{i=1}^{m}\psi(i+m-1)`."""
-    i = np.arange(1, m + 1)
-    return float(
-        math.log(n / (2 * m))
-        + (1 - 2 * m / n) * digamma(2 * m)
-        - digamma(n + 1)
-        + 2 / n * np.sum(digamma(i + m - 1))
-    )
 
 
 def ebrahimi(x: Any, *, m: int, ties: str = "raise", seed: int = 0) -> Any:
