@@ -42,3 +42,13 @@ def test_reference_settings_of_every_base_method():
         "swav": {"transform": "gaussian_cdf", "ent_coeff": 10.0, "cov_coeff": 1.0},
         "simsiam": {"transform": "gaussian_cdf", "ent_coeff": 1.0, "cov_coeff": 25.0},
     }
+
+
+def test_window_of_one_is_accepted():
+    """m = 1, the smallest window, is valid (simple spacings), not rejected."""
+    z = np.random.default_rng(1).normal(size=(30, 3))
+    _, parts = E2MC(transform="gaussian_cdf", ent_coeff=1.0, cov_coeff=0.0, m=1)(
+        torch.from_numpy(z)
+    )
+    want = m_spacing_entropy(norm.cdf(z), 1).mean()
+    assert parts["entropy"].item() == pytest.approx(want, rel=1e-12, abs=1e-12)
