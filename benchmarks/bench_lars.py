@@ -161,10 +161,10 @@ def main() -> None:
             f"{load[2]:.2f} (1 / 5 / 15 min) at the end of the run. ResNet-50 backbone "
             "parameters (23.5 M), median of the interleaved steps after warm-up.\n\n"
             + text + "\n\n"
-            "A list operation counts once here; on CUDA the one that scales each tensor by its "
-            "own trust ratio (`_foreach_mul_` with one 0-d tensor per weight) runs torch's "
-            "per-tensor fallback, so a GPU step launches about 53 + 25 kernels instead of "
-            "about 1,200.\n"
+            "A list operation counts once here. On CUDA, list kernels fuse only tensors "
+            "paired with tensors of their own shape, so the scaling of each weight by its own "
+            "trust ratio (a 0-d tensor per weight) may run tensor by tensor: at most about "
+            "53 + 25 kernel launches per step instead of about 1,200.\n"
         )
 
 

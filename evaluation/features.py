@@ -85,7 +85,6 @@ def extract_features(
     import torch
     import torch.distributed as dist
     from torch.utils.data import Subset
-    from tqdm.auto import tqdm
 
     if len(dataset) == 0:
         raise ValueError("the data set is empty: nothing to extract features from")
@@ -105,35 +104,44 @@ def extract_features(
     shard = Subset(dataset, range(bounds[rank], bounds[rank + 1])) if distributed else dataset
     loader = data_loader(shard, batch_size=batch_size, device=device, num_workers=num_workers,
                          pin_memory=pin_memory)
-    device_type = torch.device(device).type
-    autocast = torch.autocast(device_type, dtype=torch.bfloat16 if amp == "bf16" else
-                              torch.float16, enabled=amp != "off")
+    feats, labels = _forward(model, loader, device, amp, progress=progress and rank == 0,
+                             desc=desc)
+    if distributed:
+        # a process whose shard is empty (fewer samples than processes) learns F from the others
+        width = torch.tensor([feats.shape[1]], device=_comm_device(device))
+        dist.all_reduce(width, op=dist.ReduceOp.MAX)
+        feats = _gather_rows(feats.reshape(-1, int(width)), bounds, device)
+        labels = _gather_rows(labels.reshape(-1, 1), bounds, device)
+    return feats.numpy(), labels.reshape(-1).numpy()
+
+
+def _forward(model: Any, loader: Any, device: str, amp: str, *, progress: bool,
+             desc: str) -> tuple[Any, Any]:
+    """Float32 CPU features (n, F) and int64 labels (n,) of every batch of ``loader``."""
+    import torch
+    from tqdm.auto import tqdm
+
+    autocast = torch.autocast(torch.device(device).type, enabled=amp != "off",
+                              dtype=torch.bfloat16 if amp == "bf16" else torch.float16)
     was_training = model.training
     model.eval()
     model.to(device)
     feats, labels = [], []
     try:
         with torch.inference_mode(), autocast:
-            for images, target in tqdm(loader, desc=desc, disable=not progress or rank > 0,
-                                       leave=False):
+            for images, target in tqdm(loader, desc=desc, disable=not progress, leave=False):
                 out = model(images.to(device, non_blocking=loader.pin_memory))
                 if out.ndim != 2:
                     raise ValueError(
                         f"the model must return (batch, features), got shape {tuple(out.shape)}"
                     )
                 feats.append(out.float().cpu())
-                labels.append(torch.as_tensor(target, dtype=torch.int64).reshape(-1, 1))
+                labels.append(torch.as_tensor(target, dtype=torch.int64).reshape(-1))
     finally:
         model.train(was_training)
-    if not distributed:
-        return torch.cat(feats).numpy(), torch.cat(labels).reshape(-1).numpy()
-    # a process whose shard is empty (fewer samples than processes) learns F from the others
-    width = torch.tensor([feats[0].shape[1] if feats else 0], device=_comm_device(device))
-    dist.all_reduce(width, op=dist.ReduceOp.MAX)
-    local_feats = torch.cat(feats) if feats else torch.empty(0, int(width))
-    local_labels = torch.cat(labels) if labels else torch.empty(0, 1, dtype=torch.int64)
-    return (_gather_rows(local_feats, bounds, device).numpy(),
-            _gather_rows(local_labels, bounds, device).reshape(-1).numpy())
+    if not feats:  # an empty shard
+        return torch.empty(0, 0), torch.empty(0, dtype=torch.int64)
+    return torch.cat(feats), torch.cat(labels)
 
 
 def shard_bounds(n: int, world: int) -> list[int]:

@@ -7,7 +7,8 @@ Feature Learning via Non-Parametric Instance Discrimination"; Caron et al. 2021,
 Two search backends give the same answer:
 
 * ``"faiss"``: an exact inner-product index (``IndexFlatIP``) on the normalised float32
-  features, moved to a GPU when faiss has one;
+  features; when faiss has GPUs the index is built on them directly (no CPU copy), on one
+  GPU when the bank fits, else sharded over several (:func:`gpu_shard_rows`);
 * ``"brute"``: a numpy matrix product and ``argpartition``, the dependency-free reference.
 
 Queries go through the index in chunks of ``chunk_size`` rows (default 4096, faiss's own query
@@ -46,6 +47,11 @@ BACKENDS = ("auto", "faiss", "brute")
 #: bank rows per block: normalised and added to the index one block at a time, and faiss's
 #: similarity block during search (memory: 4096 queries x BANK_BLOCK float32 = 64 MB)
 BANK_BLOCK = 4096
+
+#: largest k a faiss GPU index searches; a larger k searches a CPU copy made on demand
+GPU_MAX_K = 2048
+#: GPU memory left free for faiss's search buffers when the bank is placed
+GPU_RESERVE_BYTES = 2 * 2**30
 
 Searcher = Callable[[np.ndarray, int], tuple[np.ndarray, np.ndarray]]
 
@@ -299,7 +305,7 @@ def _make_searcher(bank: np.ndarray, backend: str, *, normalize: bool) -> Search
         else:
             backend = "faiss"
     blocks = _bank_blocks(bank, normalize)
-    return _faiss_searcher(blocks, bank.shape[1]) if backend == "faiss" else _brute_searcher(blocks)
+    return _faiss_searcher(blocks, *bank.shape) if backend == "faiss" else _brute_searcher(blocks)
 
 
 def _bank_blocks(bank: np.ndarray, normalize: bool) -> Iterator[np.ndarray]:
@@ -315,23 +321,33 @@ def _float32(x: np.ndarray, name: str) -> np.ndarray:
     return as_features(x, name, dtype=np.float32)
 
 
-def _faiss_searcher(blocks: Iterator[np.ndarray], dim: int) -> Searcher:
+def _faiss_searcher(blocks: Iterator[np.ndarray], n: int, dim: int) -> Searcher:
     import faiss
 
-    index = faiss.IndexFlatIP(dim)
-    # GPU faiss only searches k <= 2048; larger k stays on the CPU index.
-    gpu_res = gpu_index = None
-    if hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0:
-        gpu_res = faiss.StandardGpuResources()
-        gpu_index = faiss.index_cpu_to_gpu(gpu_res, 0, faiss.IndexFlatIP(dim))
-    for block in blocks:
-        index.add(block)
-        if gpu_index is not None:
-            gpu_index.add(block)
+    gpus = faiss.get_num_gpus() if hasattr(faiss, "StandardGpuResources") else 0
+    rows = gpu_shard_rows(n, dim, _gpu_free_bytes(gpus)) if gpus else []
+    if gpus and not rows:
+        warnings.warn(f"the kNN bank ({n * dim * 4 / 2**30:.1f} GiB) does not fit the free "
+                      f"memory of {gpus} GPU(s); searching on the CPU", RuntimeWarning,
+                      stacklevel=4)
+    if rows:
+        # the index lives on the GPUs only; the resources must live as long as it does
+        resources = [faiss.StandardGpuResources() for _ in rows]
+        shards = _fill_shards(blocks, rows, lambda i: _gpu_flat_ip(faiss, resources[i], i, dim))
+        owned = (resources, shards, _combine_shards(faiss, shards, dim))
+    else:
+        cpu = faiss.IndexFlatIP(dim)
+        for block in blocks:
+            cpu.add(block)
+        owned = ((), (), cpu)
+    cpu_copy: list[Any] = []  # made from the GPU index only if a search needs k > GPU_MAX_K
 
     def search(q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        # gpu_res must live as long as gpu_index does
-        use = gpu_index if gpu_res is not None and k <= 2048 else index
+        use = owned[2]
+        if rows and k > GPU_MAX_K:
+            if not cpu_copy:
+                cpu_copy.append(faiss.index_gpu_to_cpu(use))
+            use = cpu_copy[0]
         # faiss multiplies 4096-query blocks by bank blocks of `distance_compute_blas_database_bs`
         # rows (default 1024); 4096 was ~10% faster here (benchmarks/results/evaluation.md) for
         # a 64 MB block. The global setting is restored after the call.
@@ -346,6 +362,74 @@ def _faiss_searcher(blocks: Iterator[np.ndarray], dim: int) -> Searcher:
         return sims, idx.astype(np.int64)
 
     return search
+
+
+def gpu_shard_rows(
+    n: int, dim: int, free_bytes: Sequence[int], *, reserve: int = GPU_RESERVE_BYTES
+) -> list[int]:
+    """Bank rows to place on each GPU: all on the first if they fit, else an even split.
+
+    A GPU holds ``(free - reserve) // (4 dim)`` float32 rows (``reserve`` is left for faiss's
+    search buffers). The bank goes to the fewest GPUs (first ones first) whose even split
+    fits each of them; ``[]`` when not even all of them can hold it.
+
+    Examples
+    --------
+    >>> gib = 2**30
+    >>> gpu_shard_rows(1_281_167, 2048, [40 * gib] * 8)  # ImageNet bank, 9.8 GiB: one GPU
+    [1281167]
+    >>> gpu_shard_rows(1_281_167, 2048, [8 * gib] * 8)
+    [640584, 640583]
+    >>> gpu_shard_rows(10, 4, [2 * gib + 40])  # room for 2 rows only
+    []
+    """
+    if n < 1 or dim < 1:
+        raise ValueError(f"the bank must have rows and columns, got {n} x {dim}")
+    capacity = [max(0, (free - reserve) // (4 * dim)) for free in free_bytes]
+    for count in range(1, len(capacity) + 1):
+        base, extra = divmod(n, count)
+        rows = [base + (i < extra) for i in range(count)]
+        if all(r <= c for r, c in zip(rows, capacity, strict=False)):
+            return rows
+    return []
+
+
+def _fill_shards(
+    blocks: Iterator[np.ndarray], rows: Sequence[int], make_index: Callable[[int], Any]
+) -> list[Any]:
+    """Indexes ``make_index(i)`` holding consecutive runs of ``rows[i]`` bank rows, in order."""
+    shards = [make_index(i) for i in range(len(rows))]
+    current = 0
+    for block in blocks:
+        while len(block):
+            while shards[current].ntotal == rows[current]:
+                current += 1
+            take = rows[current] - shards[current].ntotal
+            shards[current].add(np.ascontiguousarray(block[:take]))
+            block = block[take:]
+    return shards
+
+
+def _combine_shards(faiss: Any, shards: list[Any], dim: int) -> Any:
+    """One index over the shards; a neighbour's id is its row in the whole bank."""
+    if len(shards) == 1:
+        return shards[0]
+    combined = faiss.IndexShards(dim, True, True)  # threaded, ids offset by earlier shards
+    for shard in shards:
+        combined.add_shard(shard)
+    return combined
+
+
+def _gpu_flat_ip(faiss: Any, resources: Any, device: int, dim: int) -> Any:
+    config = faiss.GpuIndexFlatConfig()
+    config.device = device
+    return faiss.GpuIndexFlatIP(resources, dim, config)
+
+
+def _gpu_free_bytes(gpus: int) -> list[int]:
+    import torch
+
+    return [torch.cuda.mem_get_info(i)[0] for i in range(gpus)]
 
 
 def _brute_searcher(blocks: Iterator[np.ndarray]) -> Searcher:
