@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import hashlib
 import json
 import logging
 from collections.abc import Mapping
@@ -57,11 +58,18 @@ def _train(unit: Unit, folder: Path, config_fields: dict[str, Any], progress: bo
     summary = _metrics_summary(out / "metrics.jsonl")
     return {
         "artifacts": [CHECKPOINT, BACKBONE],
+        # checkpoints are not committed: the result keeps which backbone it was (REPORT.md)
+        "backbone_digest": backbone_digest(folder / BACKBONE),
         "steps": result.step,
         "epoch": result.epoch,
         "final_metrics": {k: v for k, v in result.metrics.items() if np.isfinite(v)},
         **summary,
     }
+
+
+def backbone_digest(path: Path) -> str:
+    """The first 16 hex digits of the SHA-256 of a backbone file."""
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
 
 
 def _metrics_summary(path: Path) -> dict[str, Any]:

@@ -518,19 +518,18 @@ def report(plan: Plan, store: RunStore, *, command: str, notes: Sequence[str] = 
 
 
 def _base_digests(units: Iterable[Unit], store: RunStore) -> str:
-    """'method sha256-prefix' of each stored base backbone (or why there is none)."""
-    import hashlib
+    """'method sha256-prefix' of each base backbone, as its pretrain unit recorded it.
 
+    Read from the stored results, never from the checkpoints, which a fresh checkout lacks.
+    """
     parts = []
     for unit in units:
         if unit.kind != "pretrain":
             continue
-        path = store.folder(unit) / "train" / "backbone.pt"
+        record = store.load(unit)
+        digest = None if record is None else record["result"].get("backbone_digest")
         method = unit.config["model"]["method"]
-        if path.is_file():
-            parts.append(f"{method} `{hashlib.sha256(path.read_bytes()).hexdigest()[:16]}`")
-        else:
-            parts.append(f"{method} (not in this checkout)")
+        parts.append(f"{method} `{digest}`" if digest else f"{method} (not recorded)")
     return "; ".join(parts) or "none"
 
 

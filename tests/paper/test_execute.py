@@ -1,5 +1,6 @@
 """A training unit killed half-way continues from its checkpoint instead of starting over."""
 
+import hashlib
 import json
 
 import pytest
@@ -28,6 +29,9 @@ def test_half_finished_training_unit_resumes(tmp_path):
     first = (folder / CHECKPOINT).read_bytes()
     result = pretrain(unit, folder, store, progress=False)
     assert result["steps"] == 3
+    # the result names its backbone, which is not committed
+    backbone = (folder / "train" / "backbone.pt").read_bytes()
+    assert result["backbone_digest"] == hashlib.sha256(backbone).hexdigest()[:16]
     rows = [json.loads(x) for x in (folder / "train" / "metrics.jsonl").read_text().splitlines()]
     # one step from the first attempt, two more after the resume: not a restart from step 0
     assert [r["step"] for r in rows] == [1, 2, 3]

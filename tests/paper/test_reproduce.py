@@ -2,14 +2,16 @@
 
 import csv
 import json
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from paper import config as cfg
 from paper.plan import build_plan
-from paper.reproduce import STEP_SECONDS, describe, estimate_seconds
+from paper.reproduce import STEP_SECONDS, describe, estimate_seconds, main
 from paper.units import RunStore
 
 pytest.importorskip("adapters.train")
@@ -93,3 +95,24 @@ def test_estimate_counts_steps_and_protocols():
     assert {u.config["max_steps"] for u in cont} == {
         round(0.10 * cfg.PRETRAIN_EPOCHS * (60_000 // 256))
     }
+
+
+def test_tables_only_on_a_fresh_checkout_rewrites_nothing(tmp_path):
+    """The committed results (result.json files, no checkpoints) give back the committed
+    tables and report byte for byte: --tables-only changes no committed file."""
+    paper = Path(cfg.__file__).parent
+    store = RunStore(paper / "runs")
+    records = {u.key for u in build_plan(cfg.full()).units() if store.is_done(u)}
+    assert records, "no committed unit results"
+    for key in records:
+        (tmp_path / "runs" / key).mkdir(parents=True)
+        shutil.copy(paper / "runs" / key / "result.json", tmp_path / "runs" / key)
+    (tmp_path / "results").mkdir()
+    shutil.copy(paper / "results" / "FINDINGS.md", tmp_path / "results")
+    assert main(["--tables-only", "--out", str(tmp_path)]) == 0
+    written = sorted(p.name for p in (tmp_path / "results").iterdir())
+    assert written == sorted(p.name for p in (paper / "results").iterdir())
+    for name in written:
+        if name.endswith((".md", ".csv")):
+            ours = (tmp_path / "results" / name).read_text()
+            assert ours == (paper / "results" / name).read_text(), name
