@@ -434,13 +434,9 @@ def read_idx(path: str | os.PathLike[str]) -> np.ndarray:
 
     Examples
     --------
-    >>> import gzip, tempfile
     >>> from adapters.data import read_idx
-    >>> path = tempfile.mkdtemp() + "/labels-idx1-ubyte.gz"  # three uint8 labels, 1-D
-    >>> with gzip.open(path, "wb") as f:
-    ...     _ = f.write(bytes([0, 0, 0x08, 1]) + (3).to_bytes(4, "big") + bytes([7, 8, 9]))
-    >>> read_idx(path)
-    array([7, 8, 9], dtype=uint8)
+    >>> read_idx("/usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz").shape
+    (10000,)
     """
     path = Path(path)
     opener = gzip.open if path.suffix == ".gz" else open

@@ -139,3 +139,21 @@ def test_main_module_examples(name):
     result = doctest.testmod(importlib.import_module(name),
                              optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
     assert result.attempted > 0 and result.failed == 0
+
+
+def _numeric_rows(text: str) -> set[tuple[str, ...]]:
+    """The ``bias / RMSE`` cells of every Markdown table row holding them."""
+    rows = set()
+    for line in text.splitlines():
+        cells = re.findall(r"[+-]\d+\.\d+ / \d+\.\d+", line)
+        if line.startswith("|") and cells:
+            rows.add(tuple(cells))
+    return rows
+
+
+def test_estimator_guide_tables_are_the_measured_ones():
+    """docs/estimators.md copies its bias/RMSE tables from the benchmark's output file."""
+    guide = _numeric_rows((ROOT / "docs" / "estimators.md").read_text())
+    measured = _numeric_rows((ROOT / "benchmarks" / "results" / "accuracy.md").read_text())
+    assert len(guide) >= 30  # the marginal tables at least
+    assert guide <= measured, sorted(guide - measured)
