@@ -44,6 +44,7 @@ from adapters.backbones import BACKBONES, build_backbone
 from adapters.methods import METHODS, MethodAdapter
 from adapters.optim import LARS, SCHEDULES, lars_param_groups, lr_at
 from entropylib.criteria import CRITERIA
+from entropylib.spacings import default_window
 
 #: value of ``payload["format"]`` in the checkpoints this loop writes
 CHECKPOINT_FORMAT = "entropylib-adapters-train/1"
@@ -171,7 +172,7 @@ def min_batch(criterion: str, m: int | None) -> int:
     if m is not None:
         return 2 * m + 1
     n = 2
-    while n < 2 * math.floor(math.sqrt(n) + 0.5) + 1:
+    while n < 2 * default_window(n) + 1:
         n += 1
     return n
 
