@@ -9,15 +9,25 @@ saturation, hue and random grayscale have no meaning.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import torch
 from PIL import Image, ImageFilter
 from torch import Tensor
 from torchvision import transforms as T
 
-if TYPE_CHECKING:
-    from adapters.data import DatasetInfo
+
+class DatasetInfo(Protocol):
+    """What the transforms read of a data set (:class:`adapters.data.DatasetInfo` has it).
+
+    A protocol rather than an import keeps this module a leaf: ``adapters.data`` imports it.
+    """
+
+    name: str
+    channels: int
+    image_size: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
 
 #: SwAV's local-crop size relative to the global crop (96 / 224 in Caron et al. 2020)
 SWAV_LOCAL_RATIO = 96 / 224

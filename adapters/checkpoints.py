@@ -22,9 +22,12 @@ written atomically (:func:`save_checkpoint`) and read with ``weights_only=True``
 from __future__ import annotations
 
 import contextlib
+import errno
+import hashlib
 import json
 import os
 import pickle
+import shutil
 import tempfile
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
@@ -415,12 +418,22 @@ def _hint(obj: Any, layout: str) -> str:
 
 # --- the project's own checkpoints -------------------------------------------------------------
 
+#: payload key of the checksum :func:`save_checkpoint` stores and :func:`load_checkpoint` checks
+INTEGRITY_KEY = "integrity"
+
+
+class CheckpointWriteError(OSError):
+    """A checkpoint could not be written (e.g. the disk is full); the previous file is intact."""
+
+
 #: value types ``torch.load(weights_only=True)`` reads back (containers are checked recursively)
 _PLAIN_TYPES = (str, bytes, int, float, complex, bool, type(None), torch.Size, torch.dtype,
                 torch.device)
 
 
-def save_checkpoint(path: str | os.PathLike[str], payload: Mapping[str, Any]) -> Path:
+def save_checkpoint(
+    path: str | os.PathLike[str], payload: Mapping[str, Any], *, keep_previous: bool = False
+) -> Path:
     """Write a checkpoint atomically: temp file in the same directory, fsync, ``os.replace``.
 
     A crash or exception at any point leaves either the previous file or the complete new one,
@@ -430,10 +443,22 @@ def save_checkpoint(path: str | os.PathLike[str], payload: Mapping[str, Any]) ->
     read it with ``weights_only=True``; anything else (numpy arrays, arbitrary objects) is
     rejected before writing, naming where it is.
 
+    The file also holds a SHA-256 of the payload (:func:`payload_digest`), which
+    :func:`load_checkpoint` checks: damaged bytes anywhere, tensor data included, are an
+    error instead of a silently different model. With ``keep_previous`` the file being
+    replaced stays as :func:`previous_path` (one older generation), so a damaged latest file
+    leaves a good one to go back to.
+
     Returns
     -------
     Path
         The written path. Missing parent directories are created.
+
+    Raises
+    ------
+    CheckpointWriteError
+        The file system refused the write (no space left, quota, I/O error); the message says
+        which, and the previous file (if any) is unchanged.
 
     Examples
     --------
@@ -446,9 +471,72 @@ def save_checkpoint(path: str | os.PathLike[str], payload: Mapping[str, Any]) ->
     if not isinstance(payload, Mapping):
         raise TypeError(f"payload must be a dict, got {type(payload).__name__}")
     _check_plain(payload, "payload")
+    if INTEGRITY_KEY in payload:
+        raise ValueError(f"payload key {INTEGRITY_KEY!r} is reserved for the checksum")
     path = Path(path)
-    _atomic_write(path, lambda f: torch.save(dict(payload), f))
+    stored = {**payload, INTEGRITY_KEY: {"sha256": payload_digest(payload)}}
+    _atomic_write(path, lambda f: torch.save(stored, f), keep_previous=keep_previous)
     return path
+
+
+def previous_path(path: str | os.PathLike[str]) -> Path:
+    """Where ``save_checkpoint(path, ..., keep_previous=True)`` keeps the generation before."""
+    path = Path(path)
+    return path.with_name(f"{path.stem}.previous{path.suffix}")
+
+
+def remove_stale_temporaries(directory: str | os.PathLike[str]) -> list[Path]:
+    """Delete the temp files of saves that were killed midway (``.<name>.*.tmp``).
+
+    Only a process killed with SIGKILL (or a power loss) during a save leaves one; call this
+    when a run (re)starts in ``directory``. Returns the removed paths.
+    """
+    removed = []
+    for tmp in Path(directory).glob(".*.tmp"):
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+            removed.append(tmp)
+    return removed
+
+
+def payload_digest(payload: Mapping[str, Any]) -> str:
+    """SHA-256 (hex) of a checkpoint payload: every tensor's dtype, shape and bytes, and every
+    other value's type and ``repr``, in container order (sets sorted).
+
+    Equal for a payload and what :func:`load_checkpoint` reads back from its file.
+
+    Examples
+    --------
+    >>> import torch
+    >>> a = payload_digest({"w": torch.zeros(3), "step": 1})
+    >>> a == payload_digest({"w": torch.zeros(3), "step": 1})
+    True
+    >>> a == payload_digest({"w": torch.ones(3), "step": 1})
+    False
+    """
+    h = hashlib.sha256()
+    _digest(payload, h)
+    return h.hexdigest()
+
+
+def _digest(value: Any, h: Any) -> None:
+    if isinstance(value, Tensor):
+        t = value.detach().cpu().contiguous().reshape(-1)
+        h.update(f"T{t.dtype}{tuple(value.shape)};".encode())
+        h.update(t.view(torch.uint8).numpy())
+    elif isinstance(value, Mapping):
+        h.update(f"D{len(value)};".encode())
+        for key, item in value.items():
+            _digest(key, h)
+            _digest(item, h)
+    elif isinstance(value, (set, frozenset)):
+        h.update(f"S{sorted(map(repr, value))!r};".encode())
+    elif isinstance(value, (list, tuple)):
+        h.update(f"L{type(value).__name__}{len(value)};".encode())
+        for item in value:
+            _digest(item, h)
+    else:
+        h.update(f"V{type(value).__name__}{value!r};".encode())
 
 
 def load_checkpoint(
@@ -489,6 +577,13 @@ def load_checkpoint(
     if not isinstance(obj, dict):
         raise CheckpointError(
             f"checkpoint {str(path)!r} holds a {type(obj).__name__}, expected a dict"
+        )
+    # files from elsewhere (official releases, older runs) carry no checksum
+    stored = obj.pop(INTEGRITY_KEY, None)
+    if stored is not None and payload_digest(obj) != stored.get("sha256"):
+        raise CheckpointError(
+            f"checkpoint file {str(path)!r} is corrupt: its contents do not match the SHA-256 "
+            "checksum stored in it"
         )
     return obj
 
@@ -568,7 +663,9 @@ def _check_plain(value: Any, where: str) -> None:
     )
 
 
-def _atomic_write(path: Path, write: Callable[[IO[bytes]], Any]) -> None:
+def _atomic_write(
+    path: Path, write: Callable[[IO[bytes]], Any], *, keep_previous: bool = False
+) -> None:
     if path.is_dir():
         raise IsADirectoryError(f"cannot write checkpoint to {str(path)!r}: it is a directory")
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -582,12 +679,41 @@ def _atomic_write(path: Path, write: Callable[[IO[bytes]], Any]) -> None:
             write(f)
             f.flush()
             os.fsync(f.fileno())
+        if keep_previous and path.exists():
+            # a hard link, then a rename: at every instant both names hold a complete file
+            link = f"{tmp}.previous"
+            os.link(path, link)
+            os.replace(link, previous_path(path))
         os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    except BaseException as err:
+        for leftover in (tmp, f"{tmp}.previous"):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(leftover)
+        cause = _os_error(err)
+        if cause is None or cause.errno is None:
+            raise
+        raise CheckpointWriteError(cause.errno, _write_failure(path, cause)) from err
     _fsync_directory(path.parent)
+
+
+def _os_error(err: BaseException) -> OSError | None:
+    """The OSError behind ``err``: torch's zip writer reports a failed write as a RuntimeError
+    ("unexpected pos") with the OSError only as its context."""
+    seen: BaseException | None = err
+    while seen is not None:
+        if isinstance(seen, OSError):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+def _write_failure(path: Path, err: OSError) -> str:
+    kept = f"; the previous {path.name} is intact" if path.exists() else ""
+    if err.errno in (errno.ENOSPC, errno.EDQUOT):
+        free = shutil.disk_usage(path.parent).free
+        return (f"no space left on the device (or quota) of {str(path.parent)!r} while "
+                f"writing {path.name} ({free} bytes free){kept}")
+    return f"cannot write {str(path)!r}: {err.strerror or err}{kept}"
 
 
 def _fsync_directory(directory: Path) -> None:

@@ -51,6 +51,16 @@ DEFAULT_BATCH = 256
 DEFAULT_OUT = "runs/default"
 
 
+# Exit codes (README, "Exit codes"); 1 stays Python's own code for an unexpected crash, and
+# a run stopped by SIGTERM/SIGINT exits with 128 + the signal's number after its checkpoint.
+#: bad usage or input (argparse's code too): nothing was trained or written
+EXIT_BAD_INPUT = 2
+#: the loss or the state became non-finite; the last good checkpoint is kept
+EXIT_DIVERGED = 3
+#: the file system failed (unwritable --out, full disk, ...); the last checkpoint is intact
+EXIT_IO_FAILURE = 74
+
+
 def _key_value(text: str) -> tuple[str, Any]:
     if "=" not in text:
         raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
@@ -162,13 +172,16 @@ def main(argv: Sequence[str] | None = None, *, mode: str = "continue") -> int:
         result = train(config, resume=resume)
     except (ValueError, FileNotFoundError, FileExistsError) as err:
         print(f"error: {err}", file=sys.stderr)
-        return 2
+        return EXIT_BAD_INPUT
     except NonFiniteLoss as err:
         print(f"error: training diverged: {err}", file=sys.stderr)
-        return 1
+        return EXIT_DIVERGED
     except TrainingInterrupted as err:
         print(str(err), file=sys.stderr)
         return 128 + err.signum
+    except OSError as err:
+        print(f"error: I/O failure: {err}", file=sys.stderr)
+        return EXIT_IO_FAILURE
     _summary(result, config, resumed=resume is not None, seconds=time.perf_counter() - tic)
     return 0
 

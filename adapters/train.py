@@ -25,6 +25,7 @@ import math
 import os
 import random
 import signal
+import tempfile
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -43,6 +44,7 @@ from adapters.backbones import BACKBONES, build_backbone
 from adapters.methods import METHODS, MethodAdapter
 from adapters.optim import LARS, SCHEDULES, lars_param_groups, lr_at
 from entropylib.criteria import CRITERIA
+from entropylib.spacings import default_window
 
 #: value of ``payload["format"]`` in the checkpoints this loop writes
 CHECKPOINT_FORMAT = "entropylib-adapters-train/1"
@@ -170,7 +172,7 @@ def min_batch(criterion: str, m: int | None) -> int:
     if m is not None:
         return 2 * m + 1
     n = 2
-    while n < 2 * math.floor(math.sqrt(n) + 0.5) + 1:
+    while n < 2 * default_window(n) + 1:
         n += 1
     return n
 
@@ -464,15 +466,26 @@ def compute_loss(
 
 
 class MetricsLog:
-    """Per-step metrics to ``metrics.jsonl`` and ``metrics.csv`` (+ TensorBoard if asked)."""
+    """Per-step metrics to ``metrics.jsonl`` and ``metrics.csv`` (+ TensorBoard if asked).
 
-    def __init__(self, out: Path, *, tensorboard: bool) -> None:
+    Rows after step ``keep_until`` (those of steps a killed run logged after its last
+    checkpoint, or a replaced run's) are removed first, so a resumed run logs each step once.
+    """
+
+    def __init__(self, out: Path, *, tensorboard: bool, keep_until: int) -> None:
         self.jsonl = out / "metrics.jsonl"
         self.csv = out / "metrics.csv"
         self.columns: list[str] | None = None
+        if self.jsonl.exists():
+            lines = self.jsonl.read_text().splitlines(keepends=True)
+            _rewrite(self.jsonl, [r for r in lines if json.loads(r)["step"] <= keep_until])
         if self.csv.exists():
-            with self.csv.open(newline="") as f:
-                self.columns = next(csv.reader(f), None)
+            header, *lines = self.csv.read_text().splitlines(keepends=True)
+            columns = next(csv.reader([header]))
+            step = columns.index("step")
+            kept = [r for r in lines if float(next(csv.reader([r]))[step]) <= keep_until]
+            _rewrite(self.csv, [header, *kept] if kept else [])
+            self.columns = columns if kept else None
         self.writer = None
         if tensorboard:
             from torch.utils.tensorboard import SummaryWriter
@@ -496,6 +509,16 @@ class MetricsLog:
     def close(self) -> None:
         if self.writer is not None:
             self.writer.close()
+
+
+def _rewrite(path: Path, lines: list[str]) -> None:
+    """Replace a text file by ``lines`` in one rename (no file when there are none)."""
+    if not lines:
+        path.unlink(missing_ok=True)
+        return
+    tmp = path.with_name(f".{path.name}.rewrite.tmp")
+    tmp.write_text("".join(lines))
+    os.replace(tmp, path)
 
 
 def _flatten_parts(prefix: str, parts: Mapping[str, torch.Tensor]) -> dict[str, float]:
@@ -557,12 +580,13 @@ def train(config: TrainConfig, *, resume: str | None = None) -> TrainResult:
     >>> result.step, result.checkpoint.name, result.backbone.name
     (2, 'checkpoint.pt', 'backbone.pt')
     """
+    validate(config, resuming=resume is not None)
+    out = Path(config.out)
+    check_writable(out)
     state = None
     if resume is not None:
         state = _load_run(resume)
         _check_unchanged(TrainConfig(**state["config"]), config)
-    validate(config, resuming=state is not None)
-    out = Path(config.out)
     if resume is None and (out / "checkpoint.pt").exists() and not config.overwrite:
         raise FileExistsError(
             f"{out} already holds a run (checkpoint.pt); use --resume to continue it, "
@@ -680,14 +704,29 @@ def train(config: TrainConfig, *, resume: str | None = None) -> TrainResult:
 
     def save() -> Path:
         path = out / "checkpoint.pt"
+        if saved_at[0] != step:
+            # every rank checks (DDP replicas are equal), so that every rank stops together
+            bad = _non_finite_state(model, optimizer)
+            if bad:
+                raise NonFiniteLoss(
+                    f"the state after step {step} (epoch {epoch}) is not finite ({bad}), so it "
+                    "was not saved. " + _last_good_message(last_good)
+                )
         if is_main and saved_at[0] != step:
-            checkpoints.save_checkpoint(path, payload())
+            # the file replaced becomes the previous generation only if it is this run's own
+            # good checkpoint (not, e.g., a damaged one resumed around)
+            keep = bool(last_good) and last_good[0][0].resolve() == path.resolve()
+            checkpoints.save_checkpoint(path, payload(), keep_previous=keep)
         saved_at[0] = step
         last_good[:] = [(path, step)]
         return path
 
     if is_main:
         out.mkdir(parents=True, exist_ok=True)
+        checkpoints.remove_stale_temporaries(out)
+        if state is None:  # --overwrite: nothing of the replaced run may pass for this one's
+            for old in (out / "checkpoint.pt", checkpoints.previous_path(out / "checkpoint.pt")):
+                old.unlink(missing_ok=True)
         (out / "config.json").write_text(
             json.dumps({**dataclasses.asdict(config), "resolved": {
                 "peak_lr": peak_lr, "global_batch": global_batch, "world_size": world,
@@ -697,7 +736,8 @@ def train(config: TrainConfig, *, resume: str | None = None) -> TrainResult:
         )
         if "warning" in notes:
             print(f"warning: {notes['warning']}")
-    log = MetricsLog(out, tensorboard=config.tensorboard) if is_main else None
+    log = (MetricsLog(out, tensorboard=config.tensorboard, keep_until=step)
+           if is_main else None)
     bar = tqdm(total=total_steps, initial=step, disable=not (is_main and config.progress),
                desc=f"{config.method}+{config.criterion}", dynamic_ncols=True)
     stop = _StopFlag()
@@ -788,10 +828,47 @@ def train(config: TrainConfig, *, resume: str | None = None) -> TrainResult:
 
 
 def _load_run(path: str) -> dict[str, Any]:
-    state = checkpoints.load_checkpoint(path)
+    try:
+        state = checkpoints.load_checkpoint(path)
+    except checkpoints.CheckpointError as err:
+        previous = checkpoints.previous_path(path)
+        try:
+            step = checkpoints.load_checkpoint(previous)["step"]
+        except (FileNotFoundError, checkpoints.CheckpointError):
+            raise err from None
+        raise checkpoints.CheckpointError(
+            f"{err}. The previous checkpoint {str(previous)!r} (step {step}) is intact: "
+            f"resume from it with --resume {previous}"
+        ) from err
     if state.get("format") != CHECKPOINT_FORMAT:
         raise ValueError(f"{path} is not a checkpoint written by adapters.train")
     return state
+
+
+def check_writable(out: Path) -> None:
+    """Fail now, before anything is loaded, if the run directory cannot be written."""
+    existing = out
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise NotADirectoryError(f"--out {str(out)!r}: {str(existing)!r} is not a directory")
+    try:
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as err:
+        raise OSError(err.errno, f"--out {str(out)!r} is not writable "
+                                 f"({str(existing)!r}: {err.strerror})") from err
+
+
+def _non_finite_state(model: nn.Module, optimizer: torch.optim.Optimizer) -> str:
+    """Names of the parameters, buffers and optimizer-state tensors that are not finite."""
+    tensors = [*model.named_parameters(), *model.named_buffers()]
+    for index, values in optimizer.state.items():
+        tensors += [(f"optimizer state {key} of parameter {tuple(index.shape)}", v)
+                    for key, v in values.items() if isinstance(v, torch.Tensor)]
+    bad = [name for name, t in tensors
+           if t.is_floating_point() and not bool(torch.isfinite(t).all())]
+    return ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
 
 
 def resumed_config(path: str, **changes: Any) -> TrainConfig:
