@@ -149,9 +149,10 @@ def total_correlation(
     x : array_like or torch.Tensor, shape (n, d)
     method : str
         ``"gaussian"`` (default), another entropy method with a joint estimate (``"knn"``,
-        ``"kde"``, ...), or ``"ksg1"`` / ``"ksg2"`` (the multivariate KSG forms; measured
-        against the chain rule of pairwise KSG terms, the multivariate form had the lower
-        RMSE: see ``benchmarks/results/information.md``).
+        ``"kde"``, ...), or ``"ksg1"`` / ``"ksg2"``: the chain rule
+        :math:`\\sum_{v \\ge 2} I(X_1, \\dots, X_{v-1}; X_v)` of KSG terms, which measured
+        more accurate than KSG's one-step multivariate form (:mod:`entropylib.ksg`); its
+        value depends slightly on the order of the variables.
     groups : sequence of sequences of int, optional
         The columns of each variable (disjoint); by default each column is a variable.
     base, backend, nan_policy, ties, seed, **options

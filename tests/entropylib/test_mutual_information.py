@@ -79,7 +79,7 @@ def test_ball_counts_small_samples(n, d, grid, seed, strict):
 
 
 def brute_ksg(variables: list[np.ndarray], k: int, variant: int) -> float:
-    """KSG total correlation (mutual information for two variables) from full matrices."""
+    """KSG's m-variable formula from full matrices (mutual information for m = 2)."""
     n, m = variables[0].shape[0], len(variables)
     per = [np.abs(v[:, None, :] - v[None, :, :]).max(axis=2) for v in variables]
     joint = np.max(per, axis=0)
@@ -136,10 +136,15 @@ def test_ksg_matches_brute_force(backend, dx, dy):
     z = rng.normal(size=(700, 2)) + xy[:, :1]
     got = entropylib.conditional_mutual_information(x, y, z, backend=backend, k=2)
     assert got == pytest.approx(brute_frenzel_pompe(x, y, z, 2), abs=1e-12)
-    cols = [xy[:, [j]] for j in range(dx + dy)]
+    # total correlation by the chain rule: sum of I(X_1..X_{v-1}; X_v)
     for variant in (1, 2):
         got = entropylib.total_correlation(xy, f"ksg{variant}", backend=backend)
-        assert got == pytest.approx(brute_ksg(cols, 3, variant), abs=1e-12)
+        chain = sum(brute_ksg([xy[:, :v], xy[:, v : v + 1]], 3, variant)
+                    for v in range(1, dx + dy))
+        assert got == pytest.approx(chain, abs=1e-12)
+    groups = [[0], list(range(1, dx + dy))]
+    got = entropylib.total_correlation(xy, "ksg1", groups=groups, backend=backend)
+    assert got == pytest.approx(brute_ksg([x[:, :1], xy[:, 1:]], 3, 1), abs=1e-12)
 
 
 def test_backends_agree_at_scale():
