@@ -79,9 +79,14 @@ def probe_fit_seconds(n: int) -> float:
     return time.process_time() - t
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    import argparse
     import os
 
+    argparse.ArgumentParser(
+        prog="bench_paper_budget.py", description=__doc__.split("\n\n")[0],
+        epilog="Takes minutes: six short training runs, feature extraction, two probe fits.",
+    ).parse_args(argv)
     print(f"machine: {os.cpu_count()} CPUs; load average {os.getloadavg()}")
     steps = {}
     for method in ("vicreg", "swav", "simsiam"):

@@ -214,6 +214,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m paper.imagenet.recipes",
                                      description=__doc__.split("\n\n")[0])
     parser.add_argument("--dry-run", nargs="*", metavar="RECIPE", default=None,
+                        choices=list(RECIPES),
                         help=f"run one CPU step of these recipes (default all: {list(RECIPES)})")
     args = parser.parse_args(argv)
     if args.dry_run is None:

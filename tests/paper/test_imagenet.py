@@ -46,3 +46,11 @@ def test_dry_run_takes_one_step(name):
 def test_unknown_recipe():
     with pytest.raises(ValueError, match="unknown recipe"):
         recipes.dry_run("byol")
+
+
+def test_dry_run_of_an_unknown_recipe_is_a_usage_error(capsys):
+    with pytest.raises(SystemExit) as exc:
+        recipes.main(["--dry-run", "vicreg", "nosuch"])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and "invalid choice: 'nosuch'" in err and "swav800" in err
+    assert "Traceback" not in err
