@@ -13,10 +13,13 @@ from typing import Any
 
 import numpy as np
 
+from evaluation.accuracy import topk_accuracy
+
 
 @dataclass(frozen=True)
-class TrainResult:
-    """Test accuracy of the model selected on validation, and the validation curve."""
+class ClassifierResult:
+    """A trained classifier's test accuracy (the epoch selected on validation) and its
+    validation curve."""
 
     top1: float
     top5: float
@@ -41,7 +44,7 @@ def train_classifier(
     seed: int = 0,
     num_workers: int = 0,
     progress: bool = True,
-) -> TrainResult:
+) -> ClassifierResult:
     """Train ``Linear(trunk(x))``; ``trunk_lr=None`` freezes the trunk (eval mode, no grad).
 
     Returns the test top-1 / top-5 of the epoch with the best validation top-1 (the earliest
@@ -114,7 +117,7 @@ def train_classifier(
         top1, top5 = _accuracy(trunk, head, test_set, batch_size, device, num_classes)
     for p, flag in zip(trunk.parameters(), grad_flags, strict=True):
         p.requires_grad_(flag)
-    return TrainResult(top1=top1, top5=top5, best_epoch=best_epoch, val_top1=val_curve)
+    return ClassifierResult(top1=top1, top5=top5, best_epoch=best_epoch, val_top1=val_curve)
 
 
 def _feature_dim(trunk: Any, data: Any, device: str) -> int:
@@ -136,8 +139,6 @@ def _accuracy(
 ) -> tuple[float, float]:
     import torch
     from torch.utils.data import DataLoader
-
-    from evaluation.linear import topk_accuracy
 
     trunk.eval()
     head.eval()

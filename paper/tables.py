@@ -9,7 +9,7 @@
 * ``separability.png`` (2-D PCA maps of test features per criterion, with Fisher ratio,
   silhouette and kNN purity), ``diagnostics.png`` (marginal entropy profiles and off-diagonal
   covariance energy of each base before and after continued training);
-* ``REPORT.md``: our tables beside the paper's (METHOD.md section 6), where the direction of
+* ``REPORT.md``: our tables beside the paper's (docs/reproducibility.md), where the direction of
   each effect agrees or not, and how every number was produced.
 
 Nothing here computes a metric: every number is read from a ``result.json``.
@@ -33,7 +33,7 @@ from evaluation.figures import class_colors, class_legend, png_figure
 from paper.plan import Cell, Plan
 from paper.units import RunStore, Unit
 
-#: METHOD.md section 6: the paper's ResNet-50 / ImageNet numbers (top-1 %, VOC07 mAP).
+#: docs/reproducibility.md: the paper's ResNet-50 / ImageNet numbers (top-1 %, VOC07 mAP).
 #: Keys: (base, row) -> {column: value}; SwAV is the 800-epoch checkpoint.
 PAPER_TABLE1: dict[tuple[str, str], dict[str, float]] = {
     ("vicreg", "base"): {"linear_1": 53.50, "linear_10": 66.57, "linear_100": 73.20,
@@ -58,18 +58,30 @@ PAPER_TABLE2: dict[str, dict[str, float]] = {
     "+E2MC": {"linear_1": 55.27, "linear_10": 68.98, "linear_100": 75.41},
 }
 
-#: metrics shown in the tables, in column order, with their headers
-COLUMNS: dict[str, str] = {
-    "linear_1": "lin 1%",
-    "linear_10": "lin 10%",
-    "linear_100": "lin 100%",
-    "semisup_1": "semi 1%",
-    "semisup_10": "semi 10%",
-    "knn_20": "kNN k=20",
-    "transfer_digits": "digits (transfer)",
-    "entropy_mean": "mean H (nats)",
-    "offdiag_cov_energy": "cov energy",
-    "rankme": "RankMe",
+@dataclass(frozen=True)
+class Column:
+    """A table column: the metric key (of :mod:`evaluation.protocols`) it reads, its header,
+    the experiment protocol that produces it and the setting it needs: ``(option, value)``
+    where the protocol's option equals or contains ``value``; the option ``"data.transfer"``
+    is the experiment's transfer data set."""
+
+    header: str
+    protocol: str
+    needs: tuple[str, Any] | None = None
+
+
+#: metrics shown in the tables, in column order (metric key -> column)
+COLUMNS: dict[str, Column] = {
+    "linear_1": Column("lin 1%", "linear", ("fractions", 1)),
+    "linear_10": Column("lin 10%", "linear", ("fractions", 10)),
+    "linear_100": Column("lin 100%", "linear", ("fractions", 100)),
+    "semisup_1": Column("semi 1%", "semisup", ("fractions", 1)),
+    "semisup_10": Column("semi 10%", "semisup", ("fractions", 10)),
+    "knn_20": Column("kNN k=20", "knn", ("k", 20)),
+    "transfer_digits": Column("digits (transfer)", "transfer", ("data.transfer", "digits")),
+    "entropy_mean": Column("mean H (nats)", "diagnostics"),
+    "offdiag_cov_energy": Column("cov energy", "diagnostics"),
+    "rankme": Column("RankMe", "diagnostics"),
 }
 
 #: number formats of the non-accuracy columns
@@ -144,7 +156,7 @@ def table_grid(plan: Plan, store: RunStore, table: str) -> tuple[list[str], list
             mine = [c for c in cells if c.base == base and c.row == row.label]
             out: dict[str, Any] = {"base": base, "row": row.label}
             for metric in COLUMNS:
-                relevant = [c for c in mine if c.protocol == _protocol_of(metric)]
+                relevant = [c for c in mine if c.protocol == COLUMNS[metric].protocol]
                 if not relevant or not _metric_configured(plan, metric):
                     continue
                 values, expected = cell_values(relevant, store, metric)
@@ -156,27 +168,18 @@ def table_grid(plan: Plan, store: RunStore, table: str) -> tuple[list[str], list
     return columns, rows
 
 
-def _protocol_of(metric: str) -> str:
-    head = metric.split("_", 1)[0]
-    if head in ("linear", "semisup", "knn", "transfer"):
-        return head
-    return "diagnostics"
-
-
 def _metric_configured(plan: Plan, metric: str) -> bool:
     """Whether the experiment's protocols produce ``metric`` (e.g. linear_1 needs fraction 1)."""
-    protocol = _protocol_of(metric)
+    column = COLUMNS[metric]
     try:
-        cfg = plan.experiment.protocol(protocol)
+        cfg = plan.experiment.protocol(column.protocol)
     except KeyError:
         return False
-    if protocol in ("linear", "semisup"):
-        return int(metric.split("_")[1]) in tuple(cfg.option("fractions", ()))
-    if protocol == "knn":
-        return metric == f"knn_{cfg.option('k')}"
-    if protocol == "transfer":
-        return metric == f"transfer_{plan.experiment.data.transfer}"
-    return True
+    if column.needs is None:
+        return True
+    option, value = column.needs
+    have = plan.experiment.data.transfer if option == "data.transfer" else cfg.option(option)
+    return value in have if isinstance(have, (tuple, list)) else value == have
 
 
 def markdown_table(plan: Plan, store: RunStore, table: str) -> str:
@@ -190,7 +193,7 @@ def markdown_table(plan: Plan, store: RunStore, table: str) -> str:
         "cached-feature logistic-regression probe (C selected on a validation split of the "
         "training labels). Diagnostics on backbone features of the test split."
     )
-    lines += ["", "| base | row | " + " | ".join(COLUMNS[c] for c in columns) + " |"]
+    lines += ["", "| base | row | " + " | ".join(COLUMNS[c].header for c in columns) + " |"]
     lines.append("|---|---|" + "---|" * len(columns))
     for r in rows:
         cells = [r[c].text(FORMATS.get(c, ".2f")) if c in r else "-" for c in columns]
@@ -326,7 +329,7 @@ def _direction(ours: Summary | None, ref: Summary | None) -> tuple[float | None,
 
 #: a single-run difference in the paper at or below this many points counts as no effect: the
 #: paper's own "continued" rows, which change nothing by design, differ from their base by up
-#: to 0.08 points (METHOD.md section 6)
+#: to 0.08 points (docs/reproducibility.md)
 PAPER_NO_EFFECT = 0.1
 
 
@@ -369,7 +372,7 @@ def _comparison_lines(
                 p_diff = p_row[m] - p_ref[m]
             agree = _agreement(diff, verdict, p_diff)
             lines.append(
-                f"| {r['base']} | {r['row']} | {COLUMNS[m]} | "
+                f"| {r['base']} | {r['row']} | {COLUMNS[m].header} | "
                 f"{'-' if diff is None else f'{diff:+.2f}'} | {verdict} | "
                 f"{'-' if p_diff is None else f'{p_diff:+.2f}'} | {agree} |"
             )
@@ -416,12 +419,12 @@ def training_signals_md(plan: Plan, store: RunStore, table: str) -> list[str]:
 
 def _paper_table_md() -> list[str]:
     cols = ["linear_1", "linear_10", "linear_100", "semisup_1", "semisup_10"]
-    lines = ["| base | row | " + " | ".join(COLUMNS[c] for c in cols) + " |",
+    lines = ["| base | row | " + " | ".join(COLUMNS[c].header for c in cols) + " |",
              "|---|---|" + "---|" * len(cols)]
     for (base, row), vals in PAPER_TABLE1.items():
         lines.append(f"| {base} | {row} | " + " | ".join(
             f"{vals[c]:.2f}" if c in vals else "-" for c in cols) + " |")
-    lines += ["", "| SwAV 800 ep + | " + " | ".join(COLUMNS[c] for c in cols[:3]) + " |",
+    lines += ["", "| SwAV 800 ep + | " + " | ".join(COLUMNS[c].header for c in cols[:3]) + " |",
               "|---|" + "---|" * 3]
     for row, vals in PAPER_TABLE2.items():
         lines.append(f"| {row} | " + " | ".join(f"{vals[c]:.2f}" for c in cols[:3]) + " |")
@@ -452,7 +455,7 @@ def report(plan: Plan, store: RunStore, *, command: str, notes: Sequence[str] = 
                   "cells say 'missing' or show (n/expected runs).", ""]
     for t in exp.tables:
         lines += [markdown_table(plan, store, t.name).replace("# ", "## ", 1), ""]
-    lines += ["## The paper's numbers (ResNet-50, ImageNet; METHOD.md section 6)", ""]
+    lines += ["## The paper's numbers (ResNet-50, ImageNet; docs/reproducibility.md)", ""]
     lines += _paper_table_md()
     lines += ["", "## Direction of each effect: ours vs the paper", "",
               "Δ = row minus control in percentage points. 'within noise': |Δ| <= 2 standard "
@@ -498,8 +501,9 @@ def report(plan: Plan, store: RunStore, *, command: str, notes: Sequence[str] = 
         f"- Continued training: {exp.continue_epochs} epoch(s)"
         + (f" capped at {exp.continue_max_steps} steps" if exp.continue_max_steps else "")
         + f", batch {exp.continue_batch_size}, constant lr (reference), seeds "
-        f"{list(exp.seeds)}; criteria at the reference coefficients (E2MC per METHOD.md section 2:"
-        " " + "; ".join(f"{m}: {dict(v)}" for m, v in exp.e2mc_defaults.items()) + ").",
+        f"{list(exp.seeds)}; criteria at the reference coefficients (E2MC per docs/method.md, "
+        "'Reference settings': "
+        + "; ".join(f"{m}: {dict(v)}" for m, v in exp.e2mc_defaults.items()) + ").",
         "- Protocols: " + "; ".join(f"{p.name} {dict(p.options)}" for p in exp.protocols) + ".",
         "- Linear and transfer probes: scikit-learn `LogisticRegression` (lbfgs) on standardised "
         f"features with `max_iter={_probe_max_iter()}` (the `evaluation.linear_probe` default); "
