@@ -111,7 +111,7 @@ def linear_probe(
     check_same_width(x_tr, x_te, ("train_features", "test_features"))
     y_tr = as_labels(train_labels, x_tr.shape[0], "train_labels")
     y_te = as_labels(test_labels, x_te.shape[0], "test_labels")
-    if not isinstance(Cs, Sequence) or isinstance(Cs, str) or not Cs:
+    if np.ndim(Cs) != 1 or len(Cs) == 0:
         raise TypeError(f"Cs must be a non-empty sequence of positive numbers, got {Cs!r}")
     cs = [positive_real(c, "Cs") for c in Cs]
     max_iter = positive_int(max_iter, "max_iter")
