@@ -1,9 +1,11 @@
 """Evaluation of embeddings: faiss kNN, linear probes, fine-tuning, transfer, diagnostics.
 
 Every function works on plain numpy arrays or torch tensors of features; models enter only
-through :func:`extract_features` (any ``nn.Module``) and the command line
-``python -m evaluation`` (checkpoints via ``adapters.load_encoder``). Importing this package
-imports neither torch nor faiss.
+through :func:`extract_features` (any ``nn.Module``) and :class:`ModelData` (a checkpoint via
+``adapters.load_encoder`` with its data and cached features). The protocols by name
+(:data:`PROTOCOLS`, :func:`run_protocol`; see :mod:`evaluation.protocols`) are the one layer
+behind both ``python -m evaluation`` and the paper's executor. Importing this package imports
+neither torch nor faiss.
 
 Examples
 --------
@@ -15,6 +17,7 @@ Examples
 1.0
 """
 
+from evaluation.accuracy import topk_accuracy
 from evaluation.diagnostics import (
     alignment,
     embedding_diagnostics,
@@ -40,7 +43,14 @@ from evaluation.linear import (
     linear_probe,
     probe_train_transform,
     sgd_linear_probe,
-    topk_accuracy,
+)
+from evaluation.model_data import DataSpec, ModelData
+from evaluation.protocols import (
+    PROTOCOLS,
+    ProtocolResult,
+    make_options,
+    register,
+    run_protocol,
 )
 from evaluation.report import SeedSummary, comparison_table, write_report
 from evaluation.separability import (
@@ -52,20 +62,25 @@ from evaluation.separability import (
 )
 from evaluation.subsets import (
     label_subset,
+    limit_indices,
     mean_std,
     read_subset_file,
     subset_from_names,
     validation_split,
     write_subset_file,
 )
-from evaluation.training import TrainResult
+from evaluation.training import ClassifierResult
 from evaluation.transfer import transfer_probe
 
 __all__ = [
+    "PROTOCOLS",
+    "ClassifierResult",
+    "DataSpec",
     "KNNResult",
     "LinearProbeResult",
+    "ModelData",
+    "ProtocolResult",
     "SeedSummary",
-    "TrainResult",
     "alignment",
     "cached_features",
     "checkpoint_fingerprint",
@@ -81,7 +96,9 @@ __all__ = [
     "knn_purity",
     "l2_normalize",
     "label_subset",
+    "limit_indices",
     "linear_probe",
+    "make_options",
     "marginal_entropy_profile",
     "mean_std",
     "offdiag_covariance_energy",
@@ -91,6 +108,8 @@ __all__ = [
     "probe_train_transform",
     "rankme",
     "read_subset_file",
+    "register",
+    "run_protocol",
     "sgd_linear_probe",
     "silhouette",
     "singular_values",

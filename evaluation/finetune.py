@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from evaluation.training import TrainResult, train_classifier
+from evaluation.training import ClassifierResult, train_classifier
 
 
 def finetune(
@@ -29,7 +29,7 @@ def finetune(
     seed: int = 0,
     num_workers: int = 0,
     progress: bool = True,
-) -> TrainResult:
+) -> ClassifierResult:
     """Fine-tune ``backbone`` plus a linear head; returns test accuracy of the best-val epoch.
 
     Defaults are VICReg's 1% semi-supervised settings (trunk lr 0.03, head lr 0.08, wd 0,
@@ -47,7 +47,7 @@ def finetune(
 
     Returns
     -------
-    :class:`evaluation.training.TrainResult`
+    :class:`evaluation.training.ClassifierResult`
 
     Examples
     --------

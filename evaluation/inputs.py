@@ -35,7 +35,7 @@ def as_features(x: Any, name: str = "features", *, dtype: Any = np.float32) -> n
     _check_finite(arr, name)
     if arr.dtype.kind == "f" and np.finfo(arr.dtype).max > np.finfo(dtype).max:
         largest = float(np.max(np.abs(arr)))
-        if largest > np.finfo(dtype).max:
+        if largest > float(np.finfo(dtype).max):
             raise ValueError(
                 f"{name} has finite values up to {largest:.3g}, beyond the range of "
                 f"{np.dtype(dtype).name} ({np.finfo(dtype).max:.3g}); rescale the features"

@@ -271,7 +271,7 @@ def _ranked_classes(labels: np.ndarray, num_classes: int | None) -> np.ndarray:
 
 
 def _clamp_k(k: int | Sequence[int], n_bank: int) -> list[int]:
-    ks = list(k) if isinstance(k, Sequence) else [k]
+    ks = [k] if np.ndim(k) == 0 else list(k)  # an int, or a list / tuple / array of them
     out = []
     for kk in ks:
         kk = positive_int(kk, "k")

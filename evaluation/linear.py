@@ -7,19 +7,21 @@ Two different protocols; a reported number must say which one it comes from.
   regularisation C is chosen on a validation split carved from the TRAINING labels
   (:func:`evaluation.subsets.validation_split`); the model is then refitted on all training
   labels with that C and scored once on the test set.
-* :func:`sgd_linear_probe` (docs/evaluation.md, 'Linear probes'): a linear layer on a frozen
+* :func:`sgd_linear_probe` (the protocol of docs/evaluation.md): a linear layer on a frozen
   backbone, trained by SGD (momentum 0.9, batch 256, cosine schedule) on RandomResizedCrop +
   flip views; the epoch is selected on a validation split, never on test.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from evaluation.accuracy import topk_accuracy
 from evaluation.inputs import (
     as_features,
     as_labels,
@@ -35,7 +37,12 @@ DEFAULT_CS = (1e-3, 1e-2, 1e-1, 1.0, 10.0)
 
 @dataclass(frozen=True)
 class LinearProbeResult:
-    """Test accuracy of a probe and how its hyper-parameter was selected."""
+    """Test accuracy of a probe and how its hyper-parameter was selected.
+
+    ``not_converged`` of the ``n_fits`` L-BFGS fits (one per candidate C, and the refit)
+    stopped at ``max_iter`` before converging; their ConvergenceWarnings are counted here
+    instead of printed.
+    """
 
     top1: float
     top5: float
@@ -43,6 +50,8 @@ class LinearProbeResult:
     val_top1: dict[float, float] = field(default_factory=dict)
     n_train: int = 0
     n_val: int = 0
+    not_converged: int = 0
+    n_fits: int = 0
 
 
 def linear_probe(
@@ -92,6 +101,7 @@ def linear_probe(
     >>> res.top1 > 0.95
     True
     """
+    from sklearn.exceptions import ConvergenceWarning
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
@@ -101,7 +111,7 @@ def linear_probe(
     check_same_width(x_tr, x_te, ("train_features", "test_features"))
     y_tr = as_labels(train_labels, x_tr.shape[0], "train_labels")
     y_te = as_labels(test_labels, x_te.shape[0], "test_labels")
-    if not isinstance(Cs, Sequence) or isinstance(Cs, str) or not Cs:
+    if np.ndim(Cs) != 1 or len(Cs) == 0:
         raise TypeError(f"Cs must be a non-empty sequence of positive numbers, got {Cs!r}")
     cs = [positive_real(c, "Cs") for c in Cs]
     max_iter = positive_int(max_iter, "max_iter")
@@ -109,9 +119,19 @@ def linear_probe(
         raise ValueError("train_labels hold a single class; a classifier needs at least two")
     x_tr, x_te = _unit_peak_columns(x_tr, x_te)
 
+    not_converged = 0
+
     def fit(x: np.ndarray, y: np.ndarray, c: float) -> Any:
+        nonlocal not_converged
         model = make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=max_iter))
-        return model.fit(x, y)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", ConvergenceWarning)
+            model.fit(x, y)
+        for w in caught:
+            if not issubclass(w.category, ConvergenceWarning):
+                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+        not_converged += any(issubclass(w.category, ConvergenceWarning) for w in caught)
+        return model
 
     fit_idx, val_idx = validation_split(y_tr, fraction=val_fraction, seed=seed)
     val_top1 = {}
@@ -128,6 +148,8 @@ def linear_probe(
         val_top1=val_top1,
         n_train=int(fit_idx.size),
         n_val=int(val_idx.size),
+        not_converged=not_converged,
+        n_fits=len(cs) + 1,
     )
 
 
@@ -147,22 +169,6 @@ def _unit_peak_columns(x_tr: np.ndarray, x_te: np.ndarray) -> tuple[np.ndarray, 
             "represent (the probe scales both by the training maxima); check the features"
         )
     return x_tr / peak, x_te
-
-
-def topk_accuracy(
-    scores: np.ndarray, labels: np.ndarray, classes: np.ndarray | None = None
-) -> tuple[float, float]:
-    """Top-1 and top-5 accuracy of (m, C) class scores; ties go to the lower class index."""
-    scores = np.asarray(scores)
-    cls = np.arange(scores.shape[1]) if classes is None else np.asarray(classes)
-    cols = np.broadcast_to(np.arange(scores.shape[1]), scores.shape)
-    order = np.lexsort((cols, -scores), axis=1)[:, :5]
-    ranked = cls[order]
-    labels = np.asarray(labels)
-    return (
-        float(np.mean(ranked[:, 0] == labels)),
-        float(np.mean((ranked == labels[:, None]).any(axis=1))),
-    )
 
 
 def probe_train_transform(info: Any) -> Any:
@@ -208,7 +214,7 @@ def sgd_linear_probe(
 
     Returns
     -------
-    :class:`evaluation.training.TrainResult`
+    :class:`evaluation.training.ClassifierResult`
 
     Examples
     --------

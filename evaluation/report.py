@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -52,19 +52,18 @@ def _cell(value: Any, percent: bool) -> str:
     return f"{scale * value:.2f}" if percent else f"{value:.4g}"
 
 
-def _is_accuracy(metric: str) -> bool:
-    return "top1" in metric or "top5" in metric
-
-
-def comparison_table(results: Mapping[str, Mapping[str, Any]]) -> str:
-    """Markdown table: one row per metric, one column per model (accuracies in %).
+def comparison_table(
+    results: Mapping[str, Mapping[str, Any]], percent: Collection[str] = ()
+) -> str:
+    """Markdown table: one row per metric, one column per model; the metrics named in
+    ``percent`` (accuracies in [0, 1]) are shown in %.
 
     Examples
     --------
-    >>> print(comparison_table({"a": {"knn k=20 top1": 0.5}, "b": {"knn k=20 top1": 0.75}}))
+    >>> print(comparison_table({"a": {"knn_20": 0.5}, "b": {"knn_20": 0.75}}, {"knn_20"}))
     | metric | a | b |
     |---|---|---|
-    | knn k=20 top1 (%) | 50.00 | 75.00 |
+    | knn_20 (%) | 50.00 | 75.00 |
     """
     models = list(results)
     metrics: list[str] = []
@@ -75,26 +74,28 @@ def comparison_table(results: Mapping[str, Mapping[str, Any]]) -> str:
         "|---" * (len(models) + 1) + "|",
     ]
     for metric in metrics:
-        pct = _is_accuracy(metric)
+        pct = metric in percent
         label = f"{metric} (%)" if pct else metric
         cells = [_cell(results[m].get(metric), pct) for m in models]
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
-def _jsonable(value: Any) -> Any:
+def jsonable(value: Any) -> Any:
+    """``value`` as JSON data: SeedSummary and mappings to dicts, arrays to lists, non-finite
+    floats to strings."""
     if isinstance(value, SeedSummary):
         return asdict(value)
     if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
+        return {str(k): jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
+        return [jsonable(v) for v in value]
     if isinstance(value, float) and not math.isfinite(value):
         return str(value)
     if isinstance(value, (str, int, float, bool)) or value is None:
         return value
     if hasattr(value, "tolist"):
-        return _jsonable(value.tolist())
+        return jsonable(value.tolist())
     return str(value)
 
 
@@ -104,24 +105,41 @@ def write_report(
     *,
     config: Mapping[str, Any] | None = None,
     models: Mapping[str, Any] | None = None,
+    percent: Collection[str] = (),
+    details: Mapping[str, Any] | None = None,
+    pending: Sequence[str] = (),
 ) -> str:
     """Write ``results.json`` and ``results.md`` to ``out_dir``; return the markdown table.
 
-    ``config`` (the run's settings) and ``models`` (per-model metadata) go into the JSON.
+    ``config`` (the run's settings), ``models`` (per-model metadata) and ``details`` (what
+    each protocol selected on the way) go into the JSON; ``percent`` names the accuracy
+    metrics; ``pending`` lists the protocols not finished yet (a partial report says so).
+    Each file is replaced atomically, so a crash never leaves half a report.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    table = comparison_table(results)
+    table = comparison_table(results, percent)
     payload = {
-        "config": _jsonable(config or {}),
-        "models": _jsonable(models or {}),
-        "results": _jsonable(results),
+        "config": jsonable(config or {}),
+        "models": jsonable(models or {}),
+        "accuracies": sorted(percent),
+        "pending": list(pending),
+        "results": jsonable(results),
+        "details": jsonable(details or {}),
     }
-    (out / "results.json").write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
+    _write_atomic(out / "results.json", json.dumps(payload, indent=2) + "\n")
     note = (
         "Accuracies in % (mean ± sample std over seeds where repeated). `linear` is the "
         "cached-feature logistic-regression probe, `sgd-linear` the augmented SGD probe; "
         "selection always on a validation split of the training labels.\n\n"
     )
-    (out / "results.md").write_text(note + table + "\n", encoding="utf-8")
+    if pending:
+        note += f"**Partial report**: not finished yet: {', '.join(pending)}.\n\n"
+    _write_atomic(out / "results.md", note + table + "\n")
     return table
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)

@@ -66,6 +66,28 @@ def label_subset(
     return np.sort(np.concatenate(picked)).astype(np.int64)
 
 
+def limit_indices(n: int, limit: int | None, *, seed: int) -> np.ndarray:
+    """Sorted positions of a seeded random subset of ``limit`` of ``n`` items (all when
+    ``limit`` is None or at least ``n``): how an evaluation caps a split.
+
+    A random subset rather than the first ``limit`` items, since data sets stored class by
+    class (ImageFolder) would otherwise lose whole classes.
+
+    Examples
+    --------
+    >>> limit_indices(5, None, seed=0).tolist()
+    [0, 1, 2, 3, 4]
+    >>> idx = limit_indices(100, 10, seed=0)
+    >>> idx.size, bool(np.all(np.diff(idx) > 0))
+    (10, True)
+    """
+    if limit is None or limit >= n:
+        return np.arange(n)
+    if isinstance(limit, bool) or not isinstance(limit, (int, np.integer)) or limit < 1:
+        raise ValueError(f"a subset limit must be a positive integer or None, got {limit!r}")
+    return np.sort(np.random.default_rng(seed).choice(n, limit, replace=False))
+
+
 def validation_split(
     labels: Any,
     indices: Any | None = None,

@@ -13,10 +13,13 @@ from typing import Any
 
 import numpy as np
 
+from evaluation.accuracy import topk_accuracy
+
 
 @dataclass(frozen=True)
-class TrainResult:
-    """Test accuracy of the model selected on validation, and the validation curve."""
+class ClassifierResult:
+    """A trained classifier's test accuracy (the epoch selected on validation) and its
+    validation curve."""
 
     top1: float
     top5: float
@@ -42,7 +45,7 @@ def train_classifier(
     num_workers: int = 0,
     pin_memory: bool | None = None,
     progress: bool = True,
-) -> TrainResult:
+) -> ClassifierResult:
     """Train ``Linear(trunk(x))``; ``trunk_lr=None`` freezes the trunk (eval mode, no grad).
 
     ``num_workers`` and ``pin_memory`` (default: on CUDA) apply to the train, validation and
@@ -120,7 +123,7 @@ def train_classifier(
         top1, top5 = _accuracy(trunk, head, data_loader(test_set, **loading), device)
     for p, flag in zip(trunk.parameters(), grad_flags, strict=True):
         p.requires_grad_(flag)
-    return TrainResult(top1=top1, top5=top5, best_epoch=best_epoch, val_top1=val_curve)
+    return ClassifierResult(top1=top1, top5=top5, best_epoch=best_epoch, val_top1=val_curve)
 
 
 def _feature_dim(trunk: Any, data: Any, device: str) -> int:
@@ -139,8 +142,6 @@ def _feature_dim(trunk: Any, data: Any, device: str) -> int:
 
 def _accuracy(trunk: Any, head: Any, loader: Any, device: str) -> tuple[float, float]:
     import torch
-
-    from evaluation.linear import topk_accuracy
 
     trunk.eval()
     head.eval()

@@ -4,21 +4,19 @@
   writing ``train/checkpoint.pt`` (every ``SAVE_EVERY`` steps and every epoch) and
   ``train/backbone.pt`` into the unit folder. A folder that already holds a checkpoint from a
   killed attempt is resumed (``train(..., resume=...)``), which continues the run exactly.
-* ``evaluate``: the checkpoint's backbone through :func:`adapters.load_encoder`, features of the
-  evaluation split cached under the checkpoint's folder (``features/``, git-ignored), then one
-  protocol of docs/evaluation.md with the public functions of :mod:`evaluation`.
+* ``evaluate``: the checkpoint's backbone and data through :class:`evaluation.ModelData`
+  (features of the evaluation split cached under the checkpoint's folder, ``features/``,
+  git-ignored), then the unit's protocol from :mod:`evaluation.protocols`, the registry that
+  ``python -m evaluation`` uses too (docs/evaluation.md).
 
 Every executor returns a small JSON-able dict; accuracies are in percent.
 """
 
 from __future__ import annotations
 
-import copy
-import dataclasses
 import hashlib
 import json
 import logging
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -144,13 +142,10 @@ def continue_training(
 # ----------------------------------------------------------------------------------------
 # evaluation
 
-
-@dataclasses.dataclass
-class _Features:
-    train_x: np.ndarray
-    train_y: np.ndarray
-    test_x: np.ndarray
-    test_y: np.ndarray
+#: the registry protocols (evaluation.protocols) behind a protocol of the experiment when they
+#: differ from its own name: the paper's "diagnostics" unit holds the label-free diagnostics
+#: and the class separability
+REGISTRY_PROTOCOLS: dict[str, tuple[str, ...]] = {"diagnostics": ("diagnostics", "separability")}
 
 
 def _checkpoint_of(unit: Unit, store: RunStore) -> Path:
@@ -158,76 +153,64 @@ def _checkpoint_of(unit: Unit, store: RunStore) -> Path:
     return store.folder(source) / CHECKPOINT
 
 
-def _limit(dataset: Any, limit: int | None) -> Any:
-    from torch.utils.data import Subset
-
-    if limit is None or limit >= len(dataset):
-        return dataset
-    return Subset(dataset, range(limit))
-
-
-def _datasets(name: str, root: str | None, meta: Mapping[str, Any], limits: tuple) -> tuple:
-    """Train and test splits of ``name`` with the model's own normalisation."""
-    from adapters.data import dataset_info, eval_transform, load_dataset
-
-    info = dataset_info(name)
-    # the model was trained on inputs normalised with its training data's statistics; a
-    # transfer data set goes through the same normalisation so the encoder sees what it knows
-    info = dataclasses.replace(info, mean=tuple(meta["mean"]), std=tuple(meta["std"]))
-    transform = eval_transform(info)
-    data_root = data_folder(root) if name == "fashion-mnist" else None
-    train = _limit(load_dataset(name, data_root, train=True, transform=transform), limits[0])
-    test = _limit(load_dataset(name, data_root, train=False, transform=transform), limits[1])
-    return info, transform, train, test
-
-
-def _features(
-    unit: Unit, store: RunStore, dataset_name: str, limits: tuple, progress: bool
-) -> _Features:
-    from adapters import load_encoder
-    from evaluation.features import cached_features, checkpoint_fingerprint, feature_cache_key
+def model_data(unit: Unit, store: RunStore, *, progress: bool = True) -> Any:
+    """The unit's checkpoint with its evaluation data (features cached beside the checkpoint,
+    under ``features/``)."""
+    from evaluation.model_data import DataSpec, ModelData
 
     data = unit.config["data"]
     path = _checkpoint_of(unit, store)
-    encoder, meta = load_encoder(path)
-    _, transform, train, test = _datasets(dataset_name, data["root"], meta, limits)
-    fingerprint = checkpoint_fingerprint(path)
-    cache = path.parent.parent / "features"
-    out = []
-    for split, ds in (("train", train), ("test", test)):
-        key = feature_cache_key(
-            checkpoint=fingerprint,
-            dataset=dataset_name,
-            split=split,
-            transform=transform,
-            root=data["root"] if dataset_name == "fashion-mnist" else None,
-            length=len(ds),
-        )
-        out.extend(
-            cached_features(
-                encoder, ds, cache_dir=cache, key=key, progress=progress, desc=f"{split} features"
-            )
-        )
-    return _Features(*out)
+    spec = DataSpec(
+        data["name"], data_folder(data["root"]), data["eval_train_limit"], data["eval_test_limit"]
+    )
+    return ModelData(path, spec, cache_dir=path.parent.parent / "features", progress=progress)
 
 
-def _labels(dataset: Any) -> np.ndarray:
-    """Class labels of a data set (or a ``Subset`` of one) without decoding its images."""
-    from torch.utils.data import Subset
-
-    if isinstance(dataset, Subset):
-        return _labels(dataset.dataset)[np.asarray(dataset.indices)]
-    if hasattr(dataset, "targets"):
-        return np.asarray(dataset.targets, dtype=np.int64)
-    return np.array([dataset[i][1] for i in range(len(dataset))], dtype=np.int64)
+def protocol_settings(unit: Unit) -> dict[str, Any]:
+    """The unit's protocol options in the registry's terms (label fractions as fractions, the
+    unit's seed, the experiment's validation share and transfer set); options named like a
+    registry option field pass through unchanged."""
+    options = dict(unit.config["options"])
+    data = unit.config["data"]
+    settings: dict[str, Any] = {
+        **options,
+        "val_fraction": data["val_fraction"],
+        "transfer_dataset": data["transfer"],
+        "max_train": data["transfer_limit"],
+        "alignment_pairs": 0,  # the paper's diagnostics read features only
+    }
+    if unit.config["seed"] is not None:  # None for the seedless protocols (knn, diagnostics)
+        settings["seeds"] = (unit.config["seed"],)
+    if "fractions" in options:
+        settings["fractions"] = tuple(f / 100 for f in options["fractions"])
+    if "fraction" in options:
+        settings["transfer_fraction"] = options["fraction"] / 100
+    if "Cs" in options:
+        settings["cs"] = tuple(options["Cs"])
+    if "k" in options:
+        settings["k"] = (int(options["k"]),)
+    if "temperature" in options:
+        settings["temperature"] = options["temperature"]
+    if "epochs" in options:
+        settings["finetune_epochs"] = int(options["epochs"])
+    if "map_points" in options:
+        settings["map_points"] = int(options["map_points"])
+    return settings
 
 
 def _pct(x: float) -> float:
     return round(100.0 * float(x), 4)
 
 
+def _rounded(values: Any, digits: int) -> list[float | None]:
+    return [round(float(v), digits) if np.isfinite(v) else None for v in values]
+
+
 def evaluate(unit: Unit, folder: Path, store: RunStore, *, progress: bool = True) -> dict:
     """Run the unit's protocol on its checkpoint; returns ``{"metrics": {...}, ...}``.
+
+    The metrics are those of :mod:`evaluation.protocols` under the same keys, accuracies in
+    percent; one seed per unit, so a metric is that seed's value.
 
     BLAS runs single-threaded here: scikit-learn's L-BFGS probe does many small matrix
     products, and with two OpenBLAS threads on a busy 2-core machine one 512 x 256 fit took
@@ -235,159 +218,36 @@ def evaluate(unit: Unit, folder: Path, store: RunStore, *, progress: bool = True
     """
     from threadpoolctl import threadpool_limits
 
-    protocol = unit.config["protocol"]
-    if protocol not in _PROTOCOLS:
-        raise ValueError(f"unknown protocol {protocol!r}; expected one of {sorted(_PROTOCOLS)}")
+    from evaluation.protocols import make_options, protocol, run_protocol
+    from evaluation.report import jsonable
+
+    names = REGISTRY_PROTOCOLS.get(unit.config["protocol"], (unit.config["protocol"],))
+    for name in names:
+        protocol(name)  # an unknown name fails here, before the checkpoint is loaded
+    data = model_data(unit, store, progress=progress)
+    settings = protocol_settings(unit)
+    metrics: dict[str, float] = {}
+    details: dict[str, Any] = {}
+    descriptions = []
     with threadpool_limits(limits=BLAS_THREADS, user_api="blas"):
-        return _PROTOCOLS[protocol](unit, store, dict(unit.config["options"]), progress)
-
-
-def _fm_features(unit: Unit, store: RunStore, progress: bool) -> _Features:
-    data = unit.config["data"]
-    return _features(
-        unit, store, data["name"], (data["eval_train_limit"], data["eval_test_limit"]), progress
-    )
-
-
-def _linear(unit: Unit, store: RunStore, options: dict, progress: bool) -> dict:
-    from evaluation.linear import linear_probe
-    from evaluation.subsets import label_subset
-
-    f = _fm_features(unit, store, progress)
-    seed = unit.config["seed"]
-    val_fraction = unit.config["data"]["val_fraction"]
-    metrics, details = {}, {}
-    for fraction in options["fractions"]:
-        idx = label_subset(f.train_y, fraction / 100, seed=seed)
-        res = linear_probe(
-            f.train_x[idx], f.train_y[idx], f.test_x, f.test_y,
-            Cs=options["Cs"], val_fraction=val_fraction, seed=seed,
-        )
-        metrics[f"linear_{fraction}"] = _pct(res.top1)
-        details[f"linear_{fraction}"] = {
-            "C": res.C, "val_top1": {str(c): _pct(v) for c, v in res.val_top1.items()},
-            "n_train": res.n_train, "n_val": res.n_val, "top5": _pct(res.top5),
-        }
-    return {"metrics": metrics, "details": details, "protocol": "cached-feature linear probe"}
-
-
-def _knn(unit: Unit, store: RunStore, options: dict, progress: bool) -> dict:
-    from evaluation.knn import knn_accuracy
-
-    f = _fm_features(unit, store, progress)
-    k = int(options["k"])
-    res = knn_accuracy(
-        f.train_x, f.train_y, f.test_x, f.test_y, k=k, temperature=options["temperature"]
-    )
-    (got,) = res.values()  # k is clamped to the bank size on tiny data
-    return {
-        "metrics": {f"knn_{k}": _pct(got.top1)},
-        "details": {"k_used": got.k, "top5": _pct(got.top5)},
-        "protocol": f"weighted kNN (cosine, k={k}, T={options['temperature']})",
-    }
-
-
-def _transfer(unit: Unit, store: RunStore, options: dict, progress: bool) -> dict:
-    from evaluation.linear import linear_probe
-    from evaluation.subsets import label_subset
-
-    data = unit.config["data"]
-    name = data["transfer"]
-    f = _features(unit, store, name, (data["transfer_limit"], None), progress)
-    seed = unit.config["seed"]
-    idx = label_subset(f.train_y, options["fraction"] / 100, seed=seed)
-    res = linear_probe(
-        f.train_x[idx], f.train_y[idx], f.test_x, f.test_y,
-        Cs=options["Cs"], val_fraction=data["val_fraction"], seed=seed,
-    )
-    return {
-        "metrics": {f"transfer_{name}": _pct(res.top1)},
-        "details": {"C": res.C, "n_train": res.n_train, "n_val": res.n_val},
-        "protocol": f"cached-feature linear probe on {name} (train on its train split)",
-    }
-
-
-def _semisup(unit: Unit, store: RunStore, options: dict, progress: bool) -> dict:
-    import torch
-    from torch.utils.data import Subset
-
-    from adapters import load_encoder
-    from adapters.data import dataset_info, load_dataset
-    from evaluation.finetune import finetune
-    from evaluation.linear import probe_train_transform
-    from evaluation.subsets import label_subset, validation_split
-
-    data = unit.config["data"]
-    seed = unit.config["seed"]
-    encoder, meta = load_encoder(_checkpoint_of(unit, store))
-    info, transform, train_eval, test = _datasets(
-        data["name"], data["root"], meta, (data["eval_train_limit"], data["eval_test_limit"])
-    )
-    train_aug = _limit(
-        load_dataset(data["name"], data_folder(data["root"]), train=True,
-                     transform=probe_train_transform(info)),
-        data["eval_train_limit"],
-    )
-    labels = _labels(train_eval)
-    metrics, details = {}, {}
-    for fraction in options["fractions"]:
-        labelled = label_subset(labels, fraction / 100, seed=seed)
-        fit_idx, val_idx = validation_split(
-            labels, labelled, fraction=data["val_fraction"], seed=seed
-        )
-        torch.manual_seed(seed)
-        res = finetune(
-            copy.deepcopy(encoder),
-            Subset(train_aug, fit_idx.tolist()),
-            Subset(train_eval, val_idx.tolist()),
-            test,
-            num_classes=dataset_info(data["name"]).num_classes,
-            epochs=int(options["epochs"]),
-            seed=seed,
-            progress=progress,
-        )
-        metrics[f"semisup_{fraction}"] = _pct(res.top1)
-        details[f"semisup_{fraction}"] = {
-            "best_epoch": res.best_epoch, "val_top1": [_pct(v) for v in res.val_top1],
-            "n_train": int(fit_idx.size), "n_val": int(val_idx.size),
-        }
-    return {"metrics": metrics, "details": details, "protocol": "fine-tuning (evaluation.finetune)"}
-
-
-def _diagnostics(unit: Unit, store: RunStore, options: dict, progress: bool) -> dict:
-    from evaluation.diagnostics import embedding_diagnostics, marginal_entropy_profile
-    from evaluation.separability import embed_2d, fisher_ratio, knn_purity, silhouette
-
-    f = _fm_features(unit, store, progress)
-    x, y = f.test_x, f.test_y
-    metrics = {k: float(v) for k, v in embedding_diagnostics(x).items()}
-    metrics["fisher_ratio"] = fisher_ratio(x, y)
-    metrics["silhouette"] = silhouette(x, y)
-    metrics["knn_purity"] = _pct(knn_purity(x, y, k=min(20, len(x) - 1)))
-    profile = marginal_entropy_profile(x)
-    n_map = min(int(options["map_points"]), len(x))
-    pick = np.sort(np.random.default_rng(0).choice(len(x), n_map, replace=False))
-    coords = embed_2d(x[pick], method="pca", seed=0)
-    return {
-        "metrics": metrics,
-        "entropy_profile": [round(float(h), 5) if np.isfinite(h) else None for h in profile],
-        "map": {
-            "method": "pca",
-            "x": [round(float(v), 4) for v in coords[:, 0]],
-            "y": [round(float(v), 4) for v in coords[:, 1]],
-            "label": [int(v) for v in y[pick]],
-        },
-        "protocol": "diagnostics of backbone features of the test split",
-    }
-
-
-_PROTOCOLS = {
-    "linear": _linear,
-    "knn": _knn,
-    "transfer": _transfer,
-    "semisup": _semisup,
-    "diagnostics": _diagnostics,
-}
+        for proto in names:
+            res = run_protocol(proto, data, make_options(proto, settings))
+            for key, value in res.metrics.items():
+                value = float(getattr(value, "mean", value))
+                metrics[key] = _pct(value) if key in res.accuracies else value
+            details.update(res.details)
+            descriptions.append(res.description)
+    out: dict[str, Any] = {"metrics": metrics, "protocol": "; ".join(descriptions)}
+    profile = details.pop("entropy_profile", None)
+    if profile is not None:
+        out["entropy_profile"] = _rounded(profile, 5)
+    the_map = details.pop("map", None)
+    if the_map is not None:
+        out["map"] = {"method": the_map["method"], "x": _rounded(the_map["x"], 4),
+                      "y": _rounded(the_map["y"], 4),
+                      "label": [int(v) for v in the_map["label"]]}
+    out["details"] = jsonable(details)
+    return out
 
 
 def executors(*, progress: bool = True) -> dict[str, Any]:

@@ -58,18 +58,30 @@ PAPER_TABLE2: dict[str, dict[str, float]] = {
     "+E2MC": {"linear_1": 55.27, "linear_10": 68.98, "linear_100": 75.41},
 }
 
-#: metrics shown in the tables, in column order, with their headers
-COLUMNS: dict[str, str] = {
-    "linear_1": "lin 1%",
-    "linear_10": "lin 10%",
-    "linear_100": "lin 100%",
-    "semisup_1": "semi 1%",
-    "semisup_10": "semi 10%",
-    "knn_20": "kNN k=20",
-    "transfer_digits": "digits (transfer)",
-    "entropy_mean": "mean H (nats)",
-    "offdiag_cov_energy": "cov energy",
-    "rankme": "RankMe",
+@dataclass(frozen=True)
+class Column:
+    """A table column: the metric key (of :mod:`evaluation.protocols`) it reads, its header,
+    the experiment protocol that produces it and the setting it needs: ``(option, value)``
+    where the protocol's option equals or contains ``value``; the option ``"data.transfer"``
+    is the experiment's transfer data set."""
+
+    header: str
+    protocol: str
+    needs: tuple[str, Any] | None = None
+
+
+#: metrics shown in the tables, in column order (metric key -> column)
+COLUMNS: dict[str, Column] = {
+    "linear_1": Column("lin 1%", "linear", ("fractions", 1)),
+    "linear_10": Column("lin 10%", "linear", ("fractions", 10)),
+    "linear_100": Column("lin 100%", "linear", ("fractions", 100)),
+    "semisup_1": Column("semi 1%", "semisup", ("fractions", 1)),
+    "semisup_10": Column("semi 10%", "semisup", ("fractions", 10)),
+    "knn_20": Column("kNN k=20", "knn", ("k", 20)),
+    "transfer_digits": Column("digits (transfer)", "transfer", ("data.transfer", "digits")),
+    "entropy_mean": Column("mean H (nats)", "diagnostics"),
+    "offdiag_cov_energy": Column("cov energy", "diagnostics"),
+    "rankme": Column("RankMe", "diagnostics"),
 }
 
 #: number formats of the non-accuracy columns
@@ -144,7 +156,7 @@ def table_grid(plan: Plan, store: RunStore, table: str) -> tuple[list[str], list
             mine = [c for c in cells if c.base == base and c.row == row.label]
             out: dict[str, Any] = {"base": base, "row": row.label}
             for metric in COLUMNS:
-                relevant = [c for c in mine if c.protocol == _protocol_of(metric)]
+                relevant = [c for c in mine if c.protocol == COLUMNS[metric].protocol]
                 if not relevant or not _metric_configured(plan, metric):
                     continue
                 values, expected = cell_values(relevant, store, metric)
@@ -156,27 +168,18 @@ def table_grid(plan: Plan, store: RunStore, table: str) -> tuple[list[str], list
     return columns, rows
 
 
-def _protocol_of(metric: str) -> str:
-    head = metric.split("_", 1)[0]
-    if head in ("linear", "semisup", "knn", "transfer"):
-        return head
-    return "diagnostics"
-
-
 def _metric_configured(plan: Plan, metric: str) -> bool:
     """Whether the experiment's protocols produce ``metric`` (e.g. linear_1 needs fraction 1)."""
-    protocol = _protocol_of(metric)
+    column = COLUMNS[metric]
     try:
-        cfg = plan.experiment.protocol(protocol)
+        cfg = plan.experiment.protocol(column.protocol)
     except KeyError:
         return False
-    if protocol in ("linear", "semisup"):
-        return int(metric.split("_")[1]) in tuple(cfg.option("fractions", ()))
-    if protocol == "knn":
-        return metric == f"knn_{cfg.option('k')}"
-    if protocol == "transfer":
-        return metric == f"transfer_{plan.experiment.data.transfer}"
-    return True
+    if column.needs is None:
+        return True
+    option, value = column.needs
+    have = plan.experiment.data.transfer if option == "data.transfer" else cfg.option(option)
+    return value in have if isinstance(have, (tuple, list)) else value == have
 
 
 def markdown_table(plan: Plan, store: RunStore, table: str) -> str:
@@ -190,7 +193,7 @@ def markdown_table(plan: Plan, store: RunStore, table: str) -> str:
         "cached-feature logistic-regression probe (C selected on a validation split of the "
         "training labels). Diagnostics on backbone features of the test split."
     )
-    lines += ["", "| base | row | " + " | ".join(COLUMNS[c] for c in columns) + " |"]
+    lines += ["", "| base | row | " + " | ".join(COLUMNS[c].header for c in columns) + " |"]
     lines.append("|---|---|" + "---|" * len(columns))
     for r in rows:
         cells = [r[c].text(FORMATS.get(c, ".2f")) if c in r else "-" for c in columns]
@@ -369,7 +372,7 @@ def _comparison_lines(
                 p_diff = p_row[m] - p_ref[m]
             agree = _agreement(diff, verdict, p_diff)
             lines.append(
-                f"| {r['base']} | {r['row']} | {COLUMNS[m]} | "
+                f"| {r['base']} | {r['row']} | {COLUMNS[m].header} | "
                 f"{'-' if diff is None else f'{diff:+.2f}'} | {verdict} | "
                 f"{'-' if p_diff is None else f'{p_diff:+.2f}'} | {agree} |"
             )
@@ -416,12 +419,12 @@ def training_signals_md(plan: Plan, store: RunStore, table: str) -> list[str]:
 
 def _paper_table_md() -> list[str]:
     cols = ["linear_1", "linear_10", "linear_100", "semisup_1", "semisup_10"]
-    lines = ["| base | row | " + " | ".join(COLUMNS[c] for c in cols) + " |",
+    lines = ["| base | row | " + " | ".join(COLUMNS[c].header for c in cols) + " |",
              "|---|---|" + "---|" * len(cols)]
     for (base, row), vals in PAPER_TABLE1.items():
         lines.append(f"| {base} | {row} | " + " | ".join(
             f"{vals[c]:.2f}" if c in vals else "-" for c in cols) + " |")
-    lines += ["", "| SwAV 800 ep + | " + " | ".join(COLUMNS[c] for c in cols[:3]) + " |",
+    lines += ["", "| SwAV 800 ep + | " + " | ".join(COLUMNS[c].header for c in cols[:3]) + " |",
               "|---|" + "---|" * 3]
     for row, vals in PAPER_TABLE2.items():
         lines.append(f"| {row} | " + " | ".join(f"{vals[c]:.2f}" for c in cols[:3]) + " |")
@@ -498,8 +501,9 @@ def report(plan: Plan, store: RunStore, *, command: str, notes: Sequence[str] = 
         f"- Continued training: {exp.continue_epochs} epoch(s)"
         + (f" capped at {exp.continue_max_steps} steps" if exp.continue_max_steps else "")
         + f", batch {exp.continue_batch_size}, constant lr (reference), seeds "
-        f"{list(exp.seeds)}; criteria at the reference coefficients (E2MC per docs/method.md:"
-        " " + "; ".join(f"{m}: {dict(v)}" for m, v in exp.e2mc_defaults.items()) + ").",
+        f"{list(exp.seeds)}; criteria at the reference coefficients (E2MC per docs/method.md, "
+        "'Reference settings': "
+        + "; ".join(f"{m}: {dict(v)}" for m, v in exp.e2mc_defaults.items()) + ").",
         "- Protocols: " + "; ".join(f"{p.name} {dict(p.options)}" for p in exp.protocols) + ".",
         "- Linear and transfer probes: scikit-learn `LogisticRegression` (lbfgs) on standardised "
         f"features with `max_iter={_probe_max_iter()}` (the `evaluation.linear_probe` default); "

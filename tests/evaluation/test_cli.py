@@ -9,8 +9,14 @@ import torch
 
 from adapters.backbones import build_backbone
 from adapters.checkpoints import export_backbone
-from adapters.data import dataset_info
-from evaluation.__main__ import _Run, build_parser, main, parse_protocols
+from adapters.data import DEBIAN_FASHION_MNIST, dataset_info
+from evaluation.__main__ import main, parse_protocols
+from evaluation.model_data import DataSpec, ModelData
+
+
+def _transfer_set():
+    """Fashion-MNIST when installed (a 1-channel transfer set for a digits model), else digits."""
+    return "fashion-mnist" if os.path.isdir(DEBIAN_FASHION_MNIST) else "digits"
 
 
 def _export(path, seed):
@@ -32,25 +38,27 @@ def test_cli_compares_two_checkpoints(tmp_path, capsys):
             "--fractions", "50", "--seeds", "2", "--cs", "0.1,1",
             "--max-train", "200", "--max-test", "80",
             "--k", "5,20", "--finetune-epochs", "1", "--batch-size", "64",
-            "--transfer-dataset", "fashion-mnist", "--out", str(out), "--no-progress"]
+            "--transfer-dataset", _transfer_set(), "--out", str(out), "--no-progress"]
     assert main(argv) == 0
     printed = capsys.readouterr().out
     assert "| metric | a/backbone | b/backbone |" in printed
     result = json.loads((out / "results.json").read_text())
     metrics = result["results"]["a/backbone"]
-    for name in ("knn k=5 top1", "knn k=20 top5", "linear 50% top1",
-                 "semisup 50% top1", "transfer fashion-mnist linear 100% top1", "rankme",
-                 "uniformity", "alignment", "offdiag_cov_energy", "entropy_mean",
-                 "fisher_ratio", "silhouette_cosine", "knn_purity k=20"):
+    for name in ("knn_5", "knn_20_top5", "linear_50", "semisup_50",
+                 f"transfer_{_transfer_set()}", "rankme", "uniformity", "alignment",
+                 "offdiag_cov_energy", "entropy_mean", "fisher_ratio", "silhouette",
+                 "knn_purity"):
         assert name in metrics, name
-    lin = metrics["linear 50% top1"]
+    lin = metrics["linear_50"]
     assert len(lin["values"]) == 2 and 0 <= lin["mean"] <= 1
     assert result["models"]["b/backbone"]["epoch"] == 1
-    assert "| linear 50% top1 (%) |" in (out / "results.md").read_text()
+    assert "| linear_50 (%) |" in (out / "results.md").read_text()
+    assert "| rankme |" in (out / "results.md").read_text()  # not an accuracy: no %
     for png in ("spectrum.png", "entropy_profile.png", "embedding_2d.png"):
         assert (out / png).read_bytes()[:4] == b"\x89PNG"
     cached = sorted((out / "feature_cache").iterdir())
-    assert len(cached) == 8  # 2 models x (train, test) x (digits, fashion-mnist)
+    # 2 models x (train, test) x (digits, transfer set; one file each when they coincide)
+    assert len(cached) == (8 if _transfer_set() != "digits" else 4)
 
 
 def test_unknown_protocol_is_a_usage_error(tmp_path, capsys):
@@ -89,14 +97,12 @@ def test_subset_list_selects_exactly_the_listed_images(tmp_path):
             "--subset-list", f"30={tmp_path / 'list.txt'}", "--out", str(out), "--no-progress"]
     assert main(argv) == 0
     res = json.loads((out / "results.json").read_text())["results"]["m/backbone"]
-    assert len(res["linear 30% top1"]["values"]) == 2
-    args = build_parser().parse_args(argv)
-    args.subset_lists = {0.3: str(tmp_path / "list.txt")}
-    args.cache_dir = str(out / "feature_cache")
-    run = _Run(args, str(ckpt))
+    assert len(res["linear_30"]["values"]) == 2
+    data = ModelData(ckpt, DataSpec("imagefolder", str(root)), cache_dir=out / "feature_cache",
+                     subset_lists={0.3: tmp_path / "list.txt"}, progress=False)
     for seed in (0, 1):
-        chosen = run.train_idx[run.labelled(0.3, seed)]
-        names = [os.path.basename(run._dataset(True, None).samples[i][0]) for i in chosen]
+        chosen = data.train_idx[data.labelled(0.3, seed)]
+        names = [os.path.basename(data.dataset(data.data, True).samples[i][0]) for i in chosen]
         assert sorted(names) == sorted(listed)
     with pytest.raises(SystemExit):
         main(argv[:-4] + ["--subset-list", "30", "--out", str(out)])
@@ -112,13 +118,87 @@ def test_projector_features_come_from_the_run_checkpoint(tmp_path, capsys):
               "--out", str(tmp_path / "report")]
     widths = {}
     for features in ("backbone", "projector"):
-        args = build_parser().parse_args(
-            ["--checkpoint", str(run.checkpoint), "--features", features, *common])
-        args.cache_dir = str(tmp_path / "cache")  # main() fills this in
-        widths[features] = _Run(args, str(run.checkpoint)).xtr.shape[1]
+        data = ModelData(run.checkpoint, DataSpec("digits", max_train=60, max_test=20),
+                         features=features, cache_dir=tmp_path / "cache", progress=False)
+        widths[features] = data.train[0].shape[1]
     assert widths == {"backbone": build_backbone("small_cnn", in_channels=1).feature_dim,
                       "projector": 24}
     # a backbone export has no heads: a clear error, not backbone features under another name
     assert main(["--checkpoint", str(run.backbone), "--features", "projector",
                  "--protocols", "knn", "--no-progress", *common]) != 0
     assert "without heads" in capsys.readouterr().err
+
+
+def _tiny_argv(ckpt, out, *extra):
+    return ["--checkpoint", str(ckpt), "--dataset", "digits", "--max-train", "120",
+            "--max-test", "40", "--k", "5", "--seeds", "1", "--fractions", "100",
+            "--cs", "1", "--out", str(out), "--no-progress", *extra]
+
+
+def test_inputs_are_checked_before_any_work(tmp_path, capsys):
+    # an incompatible transfer set failed only after the kNN and linear work, and lost it all
+    ckpt = _export(tmp_path / "m" / "backbone.pt", 0)
+    out = tmp_path / "report"
+    argv = _tiny_argv(ckpt, out, "--protocols", "knn,linear,transfer",
+                      "--transfer-dataset", "fake")  # 3-channel images for a 1-channel model
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "takes 1-channel images but 'fake' has 3" in err
+    assert len(err.strip().splitlines()) == 1
+    assert not out.exists()  # no feature extracted, no empty --out folder left behind
+    for path, bad, message in (
+        (tmp_path / "none.pt", [], "does not exist"),
+        (ckpt, ["--data-root", str(tmp_path / "nowhere"), "--dataset", "fashion-mnist"], "nowhere"),
+    ):
+        assert main(_tiny_argv(path, out, "--protocols", "knn", *bad)) == 2
+        assert message in capsys.readouterr().err
+        assert not out.exists()
+
+
+def test_missing_subset_list_is_a_one_line_error(tmp_path, capsys):
+    ckpt = _export(tmp_path / "m" / "backbone.pt", 0)
+    out = tmp_path / "report"
+    with pytest.raises(SystemExit) as exc:
+        main(_tiny_argv(ckpt, out, "--subset-list", f"10={tmp_path / 'missing.txt'}"))
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "missing.txt' does not exist" in err and "Traceback" not in err
+    assert not out.exists()
+
+
+def test_each_protocol_is_saved_as_it_finishes(tmp_path, capsys, monkeypatch):
+    from evaluation import protocols
+
+    def broken(data, options):
+        raise ValueError("late failure")
+
+    monkeypatch.setitem(protocols.PROTOCOLS, "separability",
+                        protocols.Protocol("separability", broken,
+                                           protocols.SeparabilityOptions))
+    ckpt = _export(tmp_path / "m" / "backbone.pt", 0)
+    out = tmp_path / "report"
+    assert main(_tiny_argv(ckpt, out, "--protocols", "knn,linear,separability")) == 1
+    assert "late failure" in capsys.readouterr().err
+    saved = json.loads((out / "results.json").read_text())
+    assert set(saved["results"]["m/backbone"]) == {"knn_5", "knn_5_top5", "linear_100",
+                                                   "linear_100_top5"}
+    assert saved["pending"] == ["m/backbone separability"]
+    assert "Partial report" in (out / "results.md").read_text()
+
+
+def test_an_existing_report_is_replaced_only_with_overwrite(tmp_path, capsys):
+    ckpt = _export(tmp_path / "m" / "backbone.pt", 0)
+    out = tmp_path / "report"
+    assert main(_tiny_argv(ckpt, out, "--protocols", "knn,separability")) == 0
+    assert "plots embedding_2d.png" in capsys.readouterr().out
+    first = (out / "results.json").read_text()
+    with pytest.raises(SystemExit) as exc:
+        main(_tiny_argv(ckpt, out, "--protocols", "knn"))
+    assert exc.value.code == 2
+    assert "already holds a report" in capsys.readouterr().err
+    assert (out / "results.json").read_text() == first and (out / "embedding_2d.png").exists()
+    assert main(_tiny_argv(ckpt, out, "--protocols", "knn", "--overwrite")) == 0
+    printed = capsys.readouterr().out
+    assert "plots" not in printed  # no plot was written, so none is announced
+    assert not (out / "embedding_2d.png").exists()  # no stale plot beside the new results
+    assert "knn_5" in json.loads((out / "results.json").read_text())["results"]["m/backbone"]

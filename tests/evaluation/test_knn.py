@@ -252,3 +252,12 @@ def test_parameter_errors_name_the_parameter():
         knn_accuracy(x, y, x, y, k=3, num_classes=4.5)
     with pytest.raises(ValueError, match="num_classes must be a positive integer.*True"):
         knn_accuracy(x, y, x, y, k=3, num_classes=True)
+
+
+def test_k_and_labels_may_be_numpy_values():
+    rng = np.random.default_rng(12)
+    x = rng.normal(size=(60, 3))
+    y = rng.integers(0, 3, 60)
+    a = knn_accuracy(x, y, x, y, k=np.array([3, 5]), backend="brute")
+    b = knn_accuracy(x, y, x, y, k=[3, 5], backend="brute")
+    assert a[3].top1 == b[3].top1 and a[5].top1 == b[5].top1

@@ -8,8 +8,9 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from torch.utils.data import TensorDataset
 
+from evaluation.accuracy import topk_accuracy
 from evaluation.finetune import finetune
-from evaluation.linear import linear_probe, sgd_linear_probe, topk_accuracy
+from evaluation.linear import linear_probe, sgd_linear_probe
 from evaluation.subsets import validation_split
 
 
@@ -175,3 +176,17 @@ def test_probe_parameter_errors_name_the_parameter():
         linear_probe(x, y, x, y, Cs=("1",))
     with pytest.raises(TypeError, match="Cs must be"):
         linear_probe(x, y, x, y, Cs=1.0)
+
+
+def test_non_converged_fits_are_counted_not_printed():
+    # one run printed 135 lines of ConvergenceWarning; the count now goes into the result
+    import warnings
+
+    rng = np.random.default_rng(11)
+    x, y = _clusters(rng, 300, n_cls=3, scale=0.3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        res = linear_probe(x[:200], y[:200], x[200:], y[200:], Cs=(0.1, 10.0), max_iter=1)
+    assert (res.not_converged, res.n_fits) == (3, 3)  # two candidate C and the refit
+    done = linear_probe(x[:200], y[:200], x[200:], y[200:], Cs=(0.1, 10.0))
+    assert (done.not_converged, done.n_fits) == (0, 3)

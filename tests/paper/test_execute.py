@@ -36,3 +36,48 @@ def test_half_finished_training_unit_resumes(tmp_path):
     # one step from the first attempt, two more after the resume: not a restart from step 0
     assert [r["step"] for r in rows] == [1, 2, 3]
     assert (folder / CHECKPOINT).read_bytes() != first
+
+
+@pytest.mark.slow
+def test_the_paper_and_the_command_line_give_the_same_numbers(tmp_path):
+    # one protocol layer (evaluation.protocols): same checkpoint, same options, same numbers
+    from adapters.train import TrainConfig, train
+    from evaluation.__main__ import main
+    from paper.execute import evaluate
+
+    base = Unit("pretrain", {"model": "a tiny digits model"})
+    store = RunStore(tmp_path / "runs")
+    train(TrainConfig(out=str(store.folder(base) / "train"), mode="pretrain", method="vicreg",
+                      backbone="small_cnn", dataset="digits", batch_size=16, max_steps=1,
+                      progress=False))
+    data = {"name": "digits", "root": None, "eval_train_limit": 300, "eval_test_limit": None,
+            "val_fraction": 0.25, "transfer": "digits", "transfer_limit": 300}
+    units = {
+        "linear": ((("fractions", (50, 100)), ("Cs", (0.1, 1.0))), 0),
+        "knn": ((("k", 20), ("temperature", 0.05)), None),
+        "semisup": ((("fractions", (50,)), ("epochs", 1)), 0),
+        "transfer": ((("fraction", 100), ("Cs", (0.1, 1.0))), 0),
+        "diagnostics": ((("map_points", 50),), None),
+    }
+    paper = {}
+    for name, (options, seed) in units.items():
+        unit = Unit("evaluate", {"data": data, "protocol": name, "options": options,
+                                 "seed": seed}, deps=(base,))
+        paper.update(evaluate(unit, store.folder(unit), store, progress=False)["metrics"])
+    out = tmp_path / "report"
+    assert main(["--checkpoint", str(store.folder(base) / CHECKPOINT), "--dataset", "digits",
+                 "--max-train", "300", "--val-fraction", "0.25", "--seeds", "1",
+                 "--fractions", "50,100", "--cs", "0.1,1", "--k", "20", "--temperature", "0.05",
+                 "--finetune-epochs", "1", "--transfer-dataset", "digits",
+                 "--protocols", "knn,linear,semisup,transfer,diagnostics,separability",
+                 "--out", str(out), "--no-progress"]) == 0
+    saved = json.loads((out / "results.json").read_text())
+    cli = {k: v["values"][0] if isinstance(v, dict) else v
+           for k, v in next(iter(saved["results"].values())).items()}
+    accuracies = set(saved["accuracies"])
+    compared = ["linear_50", "linear_100", "knn_20", "semisup_50", "transfer_digits",
+                "rankme", "entropy_mean", "offdiag_cov_energy", "fisher_ratio", "silhouette",
+                "knn_purity"]
+    for key in compared:
+        expected = round(100 * cli[key], 4) if key in accuracies else cli[key]
+        assert paper[key] == expected, key
