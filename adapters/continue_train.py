@@ -89,7 +89,7 @@ def build_parser(mode: str) -> argparse.ArgumentParser:
                    + (" except without any arguments (the default run)" if continuing else ""))
     p.add_argument("--method", choices=sorted(METHODS), default="vicreg")
     if continuing:
-        p.add_argument("--checkpoint", help="official release (METHOD.md s.5) or a run's .pt")
+        p.add_argument("--checkpoint", help="official release (docs/checkpoints.md) or a run's .pt")
         p.add_argument("--layout", help="official layout, if detection should be overridden")
     p.add_argument("--backbone", choices=sorted(BACKBONES),
                    help="architecture (continue: taken from the checkpoint; official: resnet50)")

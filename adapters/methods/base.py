@@ -3,8 +3,8 @@
 A method adapter is an ``nn.Module`` holding the method's heads (projector, predictor,
 prototypes, ...). Its :meth:`MethodAdapter.forward` takes the backbone and the list of
 augmented views and returns a :class:`MethodOutput`: the method's own (base) loss with its
-parts, and the per-view tensors an added criterion such as E2MC is computed on (METHOD.md
-section 2). One training loop (:mod:`adapters.train`) drives every method through this API.
+parts, and the per-view tensors an added criterion such as E2MC is computed on
+(docs/method.md). One training loop (:mod:`adapters.train`) drives every method through this API.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ class MethodDefaults:
     (Goyal et al. 2017 linear scaling, as VICReg, SwAV and SimSiam do).
     """
 
-    #: E2MC squashing map and coefficients (METHOD.md section 2 table)
+    #: E2MC squashing map and coefficients (docs/method.md, "Reference settings")
     transform: str
     ent_coeff: float
     cov_coeff: float
@@ -60,7 +60,7 @@ class MethodAdapter(nn.Module):
     """Base class of the method adapters; subclasses fill in the class attributes.
 
     Subclasses define ``name``, ``defaults``, ``official_layouts`` (the layouts of
-    :func:`adapters.checkpoints.load_official` their official weights come in), build their
+    :func:`adapters.releases.load_official` their official weights come in), build their
     heads in ``__init__(feature_dim, **head_options)`` and implement :meth:`forward` and
     :meth:`load_official_heads`.
     """
@@ -68,7 +68,7 @@ class MethodAdapter(nn.Module):
     name: ClassVar[str]
     defaults: ClassVar[MethodDefaults]
     official_layouts: ClassVar[tuple[str, ...]]
-    #: attribute name of the head whose output the criteria see (METHOD.md section 2); it is
+    #: attribute name of the head whose output the criteria see (docs/method.md); it is
     #: what ``adapters.load_encoder(path, features="projector")`` appends to the backbone
     embedding_head: ClassVar[str]
 

@@ -47,7 +47,7 @@ class SimSiam(MethodAdapter):
     """SimSiam adapter: two views, projector + predictor, negative cosine with stop-gradient.
 
     E2MC sees the projector outputs (not detached) with the normal-CDF transform, ent_coeff 1,
-    cov_coeff 25 (METHOD.md section 2). SGD momentum 0.9, weight decay 1e-4, base lr 0.05 per
+    cov_coeff 25 (docs/method.md). SGD momentum 0.9, weight decay 1e-4, base lr 0.05 per
     256 images; the predictor keeps its initial learning rate whatever the schedule (the
     reference's ``fix_pred_lr``). ``dim`` None means the backbone's feature size (2048 for
     ResNet-50), ``pred_dim`` None a quarter of ``dim``.

@@ -26,7 +26,7 @@ class SwAV(MethodAdapter):
     """SwAV adapter: 2 global + N local crops, prototypes, Sinkhorn codes, optional queue.
 
     E2MC sees the projection-head output BEFORE L2 normalisation, for the two global crops
-    only, with the normal-CDF transform, ent_coeff 10, cov_coeff 1 (METHOD.md section 2).
+    only, with the normal-CDF transform, ent_coeff 10, cov_coeff 1 (docs/method.md).
     The prototypes (a bias-free Linear ``out_dim -> n_prototypes``) are renormalised to unit
     rows before every step, and with ``freeze_prototypes_steps = N`` they are not updated in
     the first N steps (their gradient is dropped, as the reference does for its first 313

@@ -32,7 +32,7 @@ class VICReg(MethodAdapter):
     """VICReg adapter: two views, expander, variance-invariance-covariance loss.
 
     E2MC sees the expander output of both views with the sigmoid ("hypercube") transform,
-    ent_coeff 10, cov_coeff 1 (METHOD.md section 2). LARS, weight decay 1e-6, base lr 0.2 per
+    ent_coeff 10, cov_coeff 1 (docs/method.md). LARS, weight decay 1e-6, base lr 0.2 per
     256 images, as in the VICReg reference. ``expander_dim`` None means 4x the backbone's
     feature size (8192 for ResNet-50's 2048).
 

@@ -78,7 +78,7 @@ def test_two_steps(method, criterion, base_checkpoints, tmp_path):
 
 
 def test_e2mc_defaults_follow_the_method_table():
-    # METHOD.md section 2: VICReg sigmoid/10/1, SwAV gaussian_cdf/10/1, SimSiam gaussian_cdf/1/25
+    # docs/method.md: VICReg sigmoid/10/1, SwAV gaussian_cdf/10/1, SimSiam gaussian_cdf/1/25
     expected = {"vicreg": ("sigmoid", 10, 1), "swav": ("gaussian_cdf", 10, 1),
                 "simsiam": ("gaussian_cdf", 1, 25)}
     for method, (transform, ent, cov) in expected.items():
@@ -241,7 +241,7 @@ def test_tensorboard_is_written_or_a_clear_error(tmp_path):
         assert any((tmp_path / "run" / "tensorboard").iterdir())
 
 
-#: the head whose output E2MC sees, per METHOD.md section 2, and its width in TINY_HEADS
+#: the head whose output E2MC sees, per docs/method.md, and its width in TINY_HEADS
 EMBEDDING_HEADS = {"vicreg": ("projector", "expander_dim"),
                    "swav": ("projection_head", "out_dim"),
                    "simsiam": ("projector", "dim")}
@@ -293,3 +293,32 @@ def test_divergence_before_any_checkpoint_says_none_was_written(tmp_path, monkey
     assert "last good checkpoint" not in str(err.value)
     assert "No checkpoint of this run was written" in str(err.value)
     assert not (tmp_path / "checkpoint.pt").exists()
+
+
+def test_train_never_changes_the_callers_config(base_checkpoints, tmp_path):
+    import dataclasses
+
+    config = tiny_config(tmp_path / "run", "swav", mode="continue", backbone=None,
+                         checkpoint=str(base_checkpoints["swav"]), head_options={})
+    before = dataclasses.asdict(config)
+    train(config)
+    assert dataclasses.asdict(config) == before
+
+
+def test_one_model_from_file_for_continuing_resuming_and_encoders(base_checkpoints):
+    from adapters.models import load_model
+
+    path = base_checkpoints["simsiam"]
+    loaded = load_model(path)
+    state = load_checkpoint(path)
+    assert loaded.backbone == "small_cnn" and loaded.head_options["dim"] == 32
+    for part in ("backbone", "heads"):
+        got = getattr(loaded.model, part).state_dict()
+        assert all(torch.equal(got[k], v) for k, v in state["model"][part].items())
+    encoder, _ = load_encoder(path, features="projector")
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        expected = loaded.model.heads.projector.eval()(loaded.model.backbone.eval()(x))
+        assert torch.equal(encoder(x), expected)
+    with pytest.raises(ValueError, match="trained with method 'simsiam', not 'vicreg'"):
+        load_model(path, method="vicreg")
