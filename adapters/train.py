@@ -239,13 +239,10 @@ def build_criterion(config: TrainConfig) -> nn.Module | None:
     cls = CRITERIA[config.criterion]
     options = dict(config.criterion_options)
     if config.criterion == "e2mc":
-        d = METHODS[config.method].defaults
-        options.update(
-            transform=config.transform or d.transform,
-            ent_coeff=d.ent_coeff if config.ent_coeff is None else config.ent_coeff,
-            cov_coeff=d.cov_coeff if config.cov_coeff is None else config.cov_coeff,
-            m=config.m,
-        )
+        given = {"transform": config.transform, "ent_coeff": config.ent_coeff,
+                 "cov_coeff": config.cov_coeff}
+        options.update(METHODS[config.method].reference_settings(), m=config.m,
+                       **{k: v for k, v in given.items() if v is not None})
         if config.eps is not None:
             options["eps"] = config.eps
     elif config.cov_coeff is not None:

@@ -88,6 +88,26 @@ def test_e2mc_defaults_follow_the_method_table():
     assert crit.ent_coeff == 0 and crit.cov_coeff == 1
 
 
+def test_reference_settings_have_one_source():
+    # the method classes, the training defaults, the CPU-scale study and the ImageNet recipes
+    # all read entropylib.criteria.REFERENCE_SETTINGS, which holds the paper's table
+    from entropylib.criteria import REFERENCE_SETTINGS
+    from paper.config import E2MC_REFERENCE
+    from paper.imagenet.recipes import RECIPES, train_command
+
+    assert set(REFERENCE_SETTINGS) == set(METHODS)
+    for method, settings in REFERENCE_SETTINGS.items():
+        assert METHODS[method].reference_settings() == settings
+        crit = build_criterion(tiny_config("unused", method, criterion="e2mc"))
+        assert {k: getattr(crit, k) for k in settings} == settings
+        assert dict(E2MC_REFERENCE[method]) == settings
+    for recipe in RECIPES.values():
+        command = " ".join(train_command(recipe, "e2mc"))
+        settings = REFERENCE_SETTINGS[recipe.method]
+        assert (f"--transform {settings['transform']} --ent-coeff {settings['ent_coeff']:g} "
+                f"--cov-coeff {settings['cov_coeff']:g}") in command
+
+
 def test_min_batch_is_2m_plus_1():
     assert min_batch("e2mc", 7) == 15
     # default window round(sqrt(N)): N=4 gives m=2 and 2m+1=5 > 4; N=5 is the first that works
