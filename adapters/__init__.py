@@ -53,41 +53,34 @@ def load_encoder(
     """
     from adapters.backbones import build_backbone
     from adapters.checkpoints import CheckpointError, load_checkpoint, load_export_metadata
-    from adapters.train import CHECKPOINT_FORMAT
+    from adapters.models import CHECKPOINT_FORMAT, load_model
 
     if features not in FEATURES:
         raise ValueError(f"features must be one of {FEATURES}, got {features!r}")
     obj = load_checkpoint(path, map_location)
     if obj.get("format") == CHECKPOINT_FORMAT:
+        model = load_model(obj).model
         meta = {**obj["meta"], "epoch": obj["epoch"]}
-        state = obj["model"]["backbone"]
+        encoder = model.backbone
+        if features == "projector":
+            encoder = nn.Sequential(encoder, getattr(model.heads, model.heads.embedding_head))
     else:
         meta = load_export_metadata(path)
         if meta is None:
             raise CheckpointError(
                 f"{os.fspath(path)!r} is neither an adapters.train checkpoint nor a backbone "
                 "export with its .json metadata; official releases load through "
-                "adapters.checkpoints.load_official"
+                "adapters.models.load_model"
             )
-        state = obj
-    missing = [k for k in ENCODER_META if k not in meta]
-    if missing:
-        raise CheckpointError(f"{os.fspath(path)!r}: metadata lacks {missing}")
-    encoder = build_backbone(meta["backbone"], in_channels=meta["in_channels"])
-    encoder.load_state_dict(state, strict=True)
-    if features == "projector":
-        if obj.get("format") != CHECKPOINT_FORMAT:
+        if features == "projector":
             raise CheckpointError(
                 f"{os.fspath(path)!r} is a backbone export without heads; projector features "
                 "need the run's checkpoint.pt"
             )
-        from adapters.methods import METHODS
-
-        method = METHODS[meta["method"]]
-        # checkpoints written before meta["head_options"] existed kept them in the config
-        options = obj["meta"].get("head_options", obj["config"]["head_options"])
-        heads = method(encoder.feature_dim, **options)
-        heads.load_state_dict(obj["model"]["heads"], strict=True)
-        encoder = nn.Sequential(encoder, getattr(heads, method.embedding_head))
+        encoder = build_backbone(meta["backbone"], in_channels=meta["in_channels"])
+        encoder.load_state_dict(obj, strict=True)
+    missing = [k for k in ENCODER_META if k not in meta]
+    if missing:
+        raise CheckpointError(f"{os.fspath(path)!r}: metadata lacks {missing}")
     encoder.to(map_location)
     return encoder.eval(), {**{k: meta[k] for k in ENCODER_META}, "features": features}

@@ -6,12 +6,14 @@ Every method (:data:`adapters.methods.METHODS`) and every added criterion
 exposes (docs/method.md), in one process or under ``torchrun`` (DistributedDataParallel;
 NCCL on GPU, gloo on CPU).
 
-Exact resumption. The learning rate is a function of the global step; the data order is a
-permutation seeded by ``(seed, epoch)``; each sample's augmentation draws from generators
-seeded by ``(seed, epoch, index)`` whatever process or worker makes it. A checkpoint (model,
-heads, optimizer, grad scaler, step, epoch, position in the epoch, python/numpy/torch RNG
-states, config) therefore determines the rest of the run: ``--resume`` continues bit for bit
-on a deterministic CPU.
+The parts: :class:`TrainingState` (model, optimizer, grad scaler, schedule, position in the
+data, generator states) saves and restores itself; :func:`train_step` is one optimisation
+step; ``_loop`` runs steps and checkpoints (:class:`CheckpointWriter`); :func:`train`
+orchestrates them.
+
+Exact resumption. The learning rate is a function of the global step; the data order and each
+sample's augmentation are seeded (:mod:`adapters.sampling`). A checkpoint therefore determines
+the rest of the run: ``--resume`` continues bit for bit on a deterministic CPU.
 """
 
 from __future__ import annotations
@@ -23,31 +25,36 @@ import inspect
 import json
 import math
 import os
-import random
 import signal
 import tempfile
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from adapters import checkpoints, data
 from adapters.backbones import BACKBONES, build_backbone
-from adapters.methods import METHODS, MethodAdapter
+from adapters.methods import METHODS
+from adapters.models import CHECKPOINT_FORMAT, LoadedModel, SSLModel, load_model
 from adapters.optim import LARS, SCHEDULES, lars_param_groups, lr_at
+from adapters.sampling import (
+    ResumableSampler,
+    SeededViews,
+    epoch_generator,
+    rng_state,
+    seed_all,
+    set_rng_state,
+)
 from entropylib.criteria import CRITERIA
 from entropylib.spacings import default_window
 
-#: value of ``payload["format"]`` in the checkpoints this loop writes
-CHECKPOINT_FORMAT = "entropylib-adapters-train/1"
 CRITERION_NAMES = ("none", *sorted(CRITERIA))
 AMP_MODES = ("off", "bf16", "fp16")
 #: config fields a resumed run may change: where it stops, where its files and data are, and
@@ -141,22 +148,6 @@ class TrainResult:
     steps_run: int = 0
 
 
-class SSLModel(nn.Module):
-    """Backbone + method heads, one module so that DistributedDataParallel wraps both.
-
-    ``forward(views)`` returns ``(base_loss, base_parts, embeddings)`` of the method.
-    """
-
-    def __init__(self, backbone: nn.Module, heads: MethodAdapter) -> None:
-        super().__init__()
-        self.backbone = backbone
-        self.heads = heads
-
-    def forward(self, views: list[torch.Tensor]):
-        out = self.heads(self.backbone, views)
-        return out.loss, out.parts, out.embeddings
-
-
 # ----------------------------------------------------------------------------------------
 # validation
 
@@ -238,63 +229,6 @@ def _check_int(name: str, value: Any, *, low: int) -> None:
 
 
 # ----------------------------------------------------------------------------------------
-# data: resumable order and augmentation
-
-
-def sample_seed(seed: int, epoch: int, index: int) -> int:
-    """A 32-bit seed for one sample's augmentation, independent of process and worker."""
-    return int(np.random.SeedSequence([seed, epoch, index]).generate_state(1)[0])
-
-
-class SeededViews(Dataset):
-    """Wrap a dataset so sample ``i`` of epoch ``e`` is augmented from seed ``(seed, e, i)``.
-
-    The python, numpy and torch generators are seeded for the call and restored after it, so
-    the augmentation of a sample never depends on which worker makes it or on what ran before.
-    """
-
-    def __init__(self, dataset: Dataset, seed: int) -> None:
-        self.dataset = dataset
-        self.seed = seed
-        self.epoch = 0
-
-    def __len__(self) -> int:
-        return len(self.dataset)
-
-    def __getitem__(self, index: int):
-        s = sample_seed(self.seed, self.epoch, index)
-        # The legacy global numpy generator is what third-party transforms draw from.
-        py_state, np_state = random.getstate(), np.random.get_state()  # noqa: NPY002
-        try:
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(s)
-                random.seed(s)
-                np.random.seed(s)  # noqa: NPY002
-                return self.dataset[index]
-        finally:
-            random.setstate(py_state)
-            np.random.set_state(np_state)  # noqa: NPY002
-
-
-class ResumableSampler(DistributedSampler):
-    """DistributedSampler (seeded shuffle per epoch, one shard per rank) that can start
-    part-way into an epoch: ``start`` indices of this rank's shard are skipped."""
-
-    def __init__(self, dataset: Dataset, *, num_replicas: int, rank: int, seed: int) -> None:
-        super().__init__(
-            dataset, num_replicas=num_replicas, rank=rank, shuffle=True, seed=seed,
-            drop_last=True,
-        )
-        self.start = 0
-
-    def __iter__(self) -> Iterator[int]:
-        return iter(list(super().__iter__())[self.start :])
-
-    def __len__(self) -> int:
-        return super().__len__() - self.start
-
-
-# ----------------------------------------------------------------------------------------
 # model, criterion, optimizer
 
 
@@ -305,13 +239,10 @@ def build_criterion(config: TrainConfig) -> nn.Module | None:
     cls = CRITERIA[config.criterion]
     options = dict(config.criterion_options)
     if config.criterion == "e2mc":
-        d = METHODS[config.method].defaults
-        options.update(
-            transform=config.transform or d.transform,
-            ent_coeff=d.ent_coeff if config.ent_coeff is None else config.ent_coeff,
-            cov_coeff=d.cov_coeff if config.cov_coeff is None else config.cov_coeff,
-            m=config.m,
-        )
+        given = {"transform": config.transform, "ent_coeff": config.ent_coeff,
+                 "cov_coeff": config.cov_coeff}
+        options.update(METHODS[config.method].reference_settings(), m=config.m,
+                       **{k: v for k, v in given.items() if v is not None})
         if config.eps is not None:
             options["eps"] = config.eps
     elif config.cov_coeff is not None:
@@ -356,62 +287,6 @@ def _resolve_device(name: str | None, local_rank: int) -> torch.device:
         if device.index is None:
             device = torch.device("cuda", local_rank)
     return device
-
-
-def _load_start(
-    config: TrainConfig, info: data.DatasetInfo
-) -> tuple[SSLModel, int, dict[str, Any]]:
-    """Build the model and load the starting weights. Returns (model, base epoch, notes).
-
-    ``notes["backbone"]`` and ``notes["head_options"]`` are what the model was built with
-    (read off the start checkpoint when continuing); ``config`` is left as it is.
-    """
-    method = METHODS[config.method]
-    if config.mode == "pretrain":
-        backbone = build_backbone(config.backbone, in_channels=info.channels)
-        heads = method(backbone.feature_dim, **config.head_options)
-        return SSLModel(backbone, heads), 0, {
-            "start": "random", "backbone": config.backbone,
-            "head_options": method.head_options(config.head_options)}
-    # stand_ins: official releases (VICReg's full checkpoint) pickle training-script functions
-    # into their optimizer state; they are read as inert placeholders, never run.
-    obj = checkpoints.load_checkpoint(config.checkpoint, stand_ins=True)
-    if isinstance(obj, Mapping) and obj.get("format") == CHECKPOINT_FORMAT:
-        meta = obj["meta"]
-        if meta["method"] != config.method:
-            raise ValueError(
-                f"{config.checkpoint} was trained with method {meta['method']!r}, "
-                f"not {config.method!r}"
-            )
-        if config.backbone not in (None, meta["backbone"]):
-            raise ValueError(
-                f"{config.checkpoint} holds a {meta['backbone']!r} backbone, "
-                f"not {config.backbone!r}"
-            )
-        head_options = {**_head_options(obj), **config.head_options}
-        model = _model_from_state(obj, head_options)
-        return model, int(obj["epoch"]), {
-            "start": "project checkpoint", "backbone": meta["backbone"],
-            "head_options": method.head_options(head_options)}
-    layout = config.layout or checkpoints.detect_layout(obj)
-    if layout not in method.official_layouts:
-        raise ValueError(
-            f"{config.checkpoint} has layout {layout!r}, which is not a {config.method} "
-            f"release (expected one of {list(method.official_layouts)})"
-        )
-    arch = config.backbone or "resnet50"
-    weights = checkpoints.load_official(obj, layout, arch=arch)
-    backbone = build_backbone(arch, in_channels=info.channels)
-    head_options = {**method.options_from_official(weights.heads), **config.head_options}
-    heads = method(backbone.feature_dim, **head_options)
-    backbone.load_state_dict(weights.backbone, strict=True)
-    notes: dict[str, Any] = {"start": f"official {layout}", "backbone": arch,
-                             "head_options": method.head_options(head_options)}
-    if weights.heads:
-        heads.load_official_heads(weights.heads)
-    else:
-        notes["warning"] = f"layout {layout} has no heads: they start randomly initialised"
-    return SSLModel(backbone, heads), int(weights.epoch or 0), notes
 
 
 @dataclass
@@ -536,7 +411,7 @@ def _flatten_parts(prefix: str, parts: Mapping[str, torch.Tensor]) -> dict[str, 
 # the loop
 
 
-class _StopFlag:
+class StopFlag:
     """Records SIGTERM/SIGINT so the loop can write a checkpoint at the end of the step."""
 
     def __init__(self) -> None:
@@ -558,17 +433,213 @@ class _StopFlag:
             signal.signal(signum, handler)
 
 
+@dataclass
+class Process:
+    """Where this process trains: its rank among ``world`` processes and its device."""
+
+    world: int
+    rank: int
+    device: torch.device
+
+    @classmethod
+    def from_environment(cls, config: TrainConfig) -> Process:
+        """Rank and world size as ``torchrun`` sets them (1 process otherwise)."""
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+        device = _resolve_device(config.device, int(os.environ.get("LOCAL_RANK", "0")))
+        if config.sync_bn and world > 1 and device.type == "cpu":
+            raise ValueError("--sync-bn needs GPUs: torch's SyncBatchNorm does not run on CPU")
+        global_batch = config.batch_size * world
+        need = min_batch(config.criterion, config.m)
+        if global_batch < need:
+            raise ValueError(
+                f"criterion {config.criterion!r} needs a global batch of at least {need}"
+                + (f" (2m+1 with m={config.m})" if config.criterion == "e2mc" and config.m
+                   else "")
+                + f", got {global_batch} ({config.batch_size} per process x {world})"
+            )
+        return cls(world, int(os.environ.get("RANK", "0")), device)
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+class TrainingState:
+    """Everything that determines the rest of a run: model, optimizer, grad scaler, learning
+    rate schedule, position in the data (epoch, step in the epoch) and the generator states.
+
+    :meth:`payload` is the checkpoint; :meth:`restore` puts a checkpoint's state back, after
+    which training continues bit for bit.
+    """
+
+    def __init__(self, config: TrainConfig, model: SSLModel, process: Process,
+                 meta: dict[str, Any], *, steps_per_epoch: int, base_epoch: int) -> None:
+        self.config, self.model, self.meta = config, model, meta
+        self.steps_per_epoch = steps_per_epoch
+        self.step, self.epoch, self.epoch_step = 0, base_epoch, 0
+        self.base_epoch, self.end_epoch = base_epoch, base_epoch + config.epochs
+        self.world = process.world
+        global_batch = config.batch_size * process.world
+        d = METHODS[config.method].defaults
+        self.peak_lr = config.lr if config.lr is not None else d.base_lr * global_batch / 256
+        self.optimizer = build_optimizer(config, model, self.peak_lr)
+        self.scaler = torch.amp.GradScaler(process.device.type, enabled=config.amp == "fp16")
+        self.warmup_steps = round(config.warmup_epochs * steps_per_epoch)
+
+    @property
+    def schedule_steps(self) -> int:
+        """The steps the learning-rate schedule spans: all the run's epochs."""
+        return (self.end_epoch - self.base_epoch) * self.steps_per_epoch
+
+    @property
+    def stop_step(self) -> int:
+        """The step the run stops after: the end of its epochs, or ``max_steps`` if earlier."""
+        if self.config.max_steps is None:
+            return self.schedule_steps
+        return min(self.schedule_steps, self.config.max_steps)
+
+    @property
+    def finished(self) -> bool:
+        return self.epoch >= self.end_epoch or self.step >= self.stop_step
+
+    def lr(self) -> float:
+        """The scheduled learning rate of the coming step."""
+        c = self.config
+        return lr_at(self.step, base_lr=self.peak_lr, total_steps=self.schedule_steps,
+                     schedule=c.schedule, warmup_steps=self.warmup_steps, final_lr=c.final_lr)
+
+    def advance(self) -> None:
+        """Count one step done (and one epoch, at its last step)."""
+        self.step += 1
+        self.epoch_step += 1
+        if self.epoch_step == self.steps_per_epoch:
+            self.epoch, self.epoch_step = self.epoch + 1, 0
+
+    def non_finite(self) -> str:
+        """Names of the parameters, buffers and optimizer-state tensors that are not finite."""
+        tensors = [*self.model.named_parameters(), *self.model.named_buffers()]
+        for param, values in self.optimizer.state.items():
+            tensors += [(f"optimizer {key} of a {tuple(param.shape)} parameter", v)
+                        for key, v in values.items() if isinstance(v, torch.Tensor)]
+        bad = [name for name, t in tensors
+               if t.is_floating_point() and not bool(torch.isfinite(t).all())]
+        return ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
+
+    def payload(self) -> dict[str, Any]:
+        c = self.config
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "meta": self.meta,
+            "model": {"backbone": self.model.backbone.state_dict(),
+                      "heads": self.model.heads.state_dict()},
+            "optimizer": self.optimizer.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "lr_schedule": {"peak_lr": self.peak_lr, "schedule": c.schedule,
+                            "warmup_steps": self.warmup_steps,
+                            "total_steps": self.schedule_steps, "final_lr": c.final_lr},
+            "epoch": self.epoch, "epoch_step": self.epoch_step, "step": self.step,
+            "base_epoch": self.base_epoch, "end_epoch": self.end_epoch,
+            "data_order": {"seed": c.seed, "epoch": self.epoch,
+                           "position": self.epoch_step * c.batch_size, "world_size": self.world},
+            "rng": rng_state(),
+            "config": dataclasses.asdict(c),
+        }
+
+    def restore(self, payload: Mapping[str, Any]) -> None:
+        """Continue from a checkpoint's state (the model's weights are already loaded)."""
+        self.optimizer.load_state_dict(payload["optimizer"])
+        self.scaler.load_state_dict(payload["scaler"])
+        self.step, self.epoch = payload["step"], payload["epoch"]
+        self.epoch_step, self.base_epoch = payload["epoch_step"], payload["base_epoch"]
+        # the stopping point is the config's: a resumed run may be given new epochs
+        self.end_epoch = self.base_epoch + self.config.epochs
+        set_rng_state(payload["rng"])
+
+
+class CheckpointWriter:
+    """Writes the run's checkpoints (main process) and knows the last good one on disk."""
+
+    def __init__(self, out: Path, process: Process, resumed: tuple[Path, int] | None) -> None:
+        self.path = out / "checkpoint.pt"
+        self.is_main = process.is_main
+        #: (path, step) of the newest good checkpoint of this run: resumed from, or written
+        self.last_good = resumed
+
+    def save(self, state: TrainingState) -> Path:
+        """Write the state unless it is already on disk; a non-finite state is never saved."""
+        if self.last_good is not None and self.last_good[1] == state.step:
+            return self.last_good[0]
+        # every rank checks (DDP replicas are equal), so that every rank stops together
+        bad = state.non_finite()
+        if bad:
+            raise NonFiniteLoss(f"the state after step {state.step} (epoch {state.epoch}) is not "
+                                f"finite ({bad}), so it was not saved. " + self.last_good_text())
+        if self.is_main:
+            # the file replaced becomes the previous generation only if it is this run's own
+            # good checkpoint (not, e.g., a damaged one resumed around)
+            keep = self.last_good is not None and self.last_good[0].resolve() == \
+                self.path.resolve()
+            checkpoints.save_checkpoint(self.path, state.payload(), keep_previous=keep)
+        self.last_good = (self.path, state.step)
+        return self.path
+
+    def last_good_text(self) -> str:
+        if self.last_good is None:
+            return ("No checkpoint of this run was written before it diverged (--save-every N "
+                    "keeps one every N steps).")
+        return f"The last good checkpoint is {self.last_good[0]} (step {self.last_good[1]})."
+
+
+def train_step(state: TrainingState, ddp: nn.Module, criterion: nn.Module | None,
+               batch: list[torch.Tensor], *, stop: StopFlag,
+               amp_dtype: torch.dtype | None) -> tuple[StepLoss, torch.Tensor]:
+    """One optimisation step. Returns the step's loss parts and the flags every process
+    agreed on: ``[mean loss, 1.0 if a signal reached any process]``.
+
+    Raises :class:`NonFiniteLoss`, before the update, when the loss or an embedding is not
+    finite.
+    """
+    lr = state.lr()
+    for group in state.optimizer.param_groups:
+        group["lr"] = state.peak_lr if group["fixed_lr"] else lr
+    model = state.model
+    model.heads.before_step()
+    step_loss = compute_loss(ddp, criterion, batch, amp_dtype=amp_dtype)
+    loss = step_loss.loss
+    # read after the forward pass, so a signal that arrived during it stops after this step
+    flags = torch.stack([loss.detach(), torch.tensor(float(stop.signum != 0),
+                                                     device=loss.device)])
+    if state.world > 1:
+        dist.all_reduce(flags)
+        flags[0] /= state.world
+    if not step_loss.finite or not torch.isfinite(flags[0]):
+        c = state.config
+        raise NonFiniteLoss(
+            f"loss is {flags[0].item()} at step {state.step + 1} (epoch {state.epoch}); "
+            f"embeddings finite: {step_loss.finite}; parts: "
+            f"{step_loss.metrics(c.method, c.criterion)}."
+        )
+    state.optimizer.zero_grad(set_to_none=True)
+    state.scaler.scale(loss).backward()
+    model.heads.after_backward(state.step)
+    state.scaler.step(state.optimizer)
+    state.scaler.update()
+    return step_loss, flags
+
+
 def train(config: TrainConfig, *, resume: str | None = None) -> TrainResult:
     """Run (or with ``resume``, continue) a training run; see :class:`TrainConfig`.
 
     ``resume`` is a checkpoint path written by an earlier run of this loop. ``config`` must
     then be the run's own config (:func:`resumed_config` reads it) except for the fields of
     :data:`RESUME_CHANGEABLE`; a new stopping point (``epochs``, ``max_steps``) is honoured.
-    A run already at its stopping point trains nothing (``steps_run == 0``).
+    A run already at its stopping point trains nothing (``steps_run == 0``). ``config`` itself
+    is never changed.
 
-    Raises ValueError/FileNotFoundError on bad input before writing anything,
-    :class:`NonFiniteLoss` when the loss diverges and :class:`TrainingInterrupted` after a
-    signal (both after the last good checkpoint is on disk).
+    Raises ValueError/FileNotFoundError on bad input and OSError on an unwritable ``out``
+    before anything is loaded or written, :class:`NonFiniteLoss` when the loss or the state
+    diverges and :class:`TrainingInterrupted` after a signal (both after the last good
+    checkpoint is on disk).
 
     Examples
     --------
@@ -580,269 +651,179 @@ def train(config: TrainConfig, *, resume: str | None = None) -> TrainResult:
     >>> result.step, result.checkpoint.name, result.backbone.name
     (2, 'checkpoint.pt', 'backbone.pt')
     """
+    config = dataclasses.replace(config)
     validate(config, resuming=resume is not None)
     out = Path(config.out)
     check_writable(out)
-    state = None
-    if resume is not None:
-        state = _load_run(resume)
-        _check_unchanged(TrainConfig(**state["config"]), config)
-    if resume is None and (out / "checkpoint.pt").exists() and not config.overwrite:
-        raise FileExistsError(
-            f"{out} already holds a run (checkpoint.pt); use --resume to continue it, "
-            "--overwrite to replace it, or another --out"
-        )
-
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    device = _resolve_device(config.device, local_rank)
-    if config.sync_bn and world > 1 and device.type == "cpu":
-        raise ValueError("--sync-bn needs GPUs: torch's SyncBatchNorm does not run on CPU")
-    global_batch = config.batch_size * world
-    need = min_batch(config.criterion, config.m)
-    if global_batch < need:
-        raise ValueError(
-            f"criterion {config.criterion!r} needs a global batch of at least {need}"
-            + (f" (2m+1 with m={config.m})" if config.criterion == "e2mc" and config.m else "")
-            + f", got {global_batch} ({config.batch_size} per process x {world})"
-        )
-
-    info = data.dataset_info(config.dataset)
-    views = data.ssl_views(
-        config.method, info, **{**METHODS[config.method].defaults.view_options,
-                                **config.view_options}
-    )
-    base_dataset = data.load_dataset(config.dataset, config.data_root, train=True,
-                                     transform=views)
-    if len(base_dataset) < global_batch:
-        raise ValueError(
-            f"dataset {config.dataset!r} has {len(base_dataset)} training images, fewer than "
-            f"one global batch of {global_batch}"
-        )
-    if state is None:
-        # heads (and a pretraining backbone) start from a seeded initialisation
-        random.seed(config.seed)
-        np.random.seed(config.seed)  # noqa: NPY002
-        torch.manual_seed(config.seed)
-    model, base_epoch, notes = _load_start(config, info) if state is None else (
-        _model_from_state(state), 0, {"start": f"resume {resume}",
-                                      "backbone": state["meta"]["backbone"],
-                                      "head_options": _head_options(state)}
-    )
-    criterion = build_criterion(config)
-
-    if world > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    model.to(device)
-    if config.sync_bn and world > 1:
-        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
-    d = METHODS[config.method].defaults
-    peak_lr = config.lr if config.lr is not None else d.base_lr * global_batch / 256
-    optimizer = build_optimizer(config, model, peak_lr)
-    scaler = torch.amp.GradScaler(device.type, enabled=config.amp == "fp16")
-    ddp = (
-        nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None,
-            broadcast_buffers=False,
-        )
-        if world > 1 else model
-    )
-
-    dataset = SeededViews(base_dataset, config.seed)
-    sampler = ResumableSampler(dataset, num_replicas=world, rank=rank, seed=config.seed)
-    steps_per_epoch = len(sampler) // config.batch_size
-    if state is None:
-        step, epoch, epoch_step = 0, base_epoch, 0
-        end_epoch = base_epoch + config.epochs
-    else:
-        optimizer.load_state_dict(state["optimizer"])
-        scaler.load_state_dict(state["scaler"])
-        step, epoch, epoch_step = state["step"], state["epoch"], state["epoch_step"]
-        base_epoch = state["base_epoch"]
-        end_epoch = base_epoch + config.epochs
-    # the schedule spans the epochs; max_steps only stops early (so it may change on resume)
-    schedule_steps = (end_epoch - base_epoch) * steps_per_epoch
-    total_steps = schedule_steps
-    if config.max_steps is not None:
-        total_steps = min(total_steps, config.max_steps)
-    warmup_steps = round(config.warmup_epochs * steps_per_epoch)
-    if state is not None:
-        _set_rng_state(state["rng"])
-
-    is_main = rank == 0
-    meta = {
-        "method": config.method, "backbone": notes.pop("backbone"), "dataset": config.dataset,
-        "in_channels": info.channels, "image_size": info.image_size,
-        "mean": list(info.mean), "std": list(info.std), "head_options": notes.pop("head_options"),
-    }
-    if state is not None and (epoch >= end_epoch or step >= total_steps):
-        return TrainResult(out, Path(resume), _existing(out / "backbone.pt"), step, epoch, {})
-
-    def payload() -> dict[str, Any]:
-        return {
-            "format": CHECKPOINT_FORMAT,
-            "meta": meta,
-            "model": {"backbone": model.backbone.state_dict(), "heads": model.heads.state_dict()},
-            "optimizer": optimizer.state_dict(),
-            "scaler": scaler.state_dict(),
-            "lr_schedule": {"peak_lr": peak_lr, "schedule": config.schedule,
-                            "warmup_steps": warmup_steps, "total_steps": schedule_steps,
-                            "final_lr": config.final_lr},
-            "epoch": epoch, "epoch_step": epoch_step, "step": step,
-            "base_epoch": base_epoch, "end_epoch": end_epoch,
-            "data_order": {"seed": config.seed, "epoch": epoch,
-                           "position": epoch_step * config.batch_size, "world_size": world},
-            "rng": _rng_state(),
-            "config": dataclasses.asdict(config),
-        }
-
-    saved_at = [-1]
-    # (path, step) of the newest checkpoint of this run on disk: the one resumed from, or the
-    # last one written
-    last_good: list[tuple[Path, int]] = [] if state is None else [(Path(resume), step)]
-
-    def save() -> Path:
-        path = out / "checkpoint.pt"
-        if saved_at[0] != step:
-            # every rank checks (DDP replicas are equal), so that every rank stops together
-            bad = _non_finite_state(model, optimizer)
-            if bad:
-                raise NonFiniteLoss(
-                    f"the state after step {step} (epoch {epoch}) is not finite ({bad}), so it "
-                    "was not saved. " + _last_good_message(last_good)
-                )
-        if is_main and saved_at[0] != step:
-            # the file replaced becomes the previous generation only if it is this run's own
-            # good checkpoint (not, e.g., a damaged one resumed around)
-            keep = bool(last_good) and last_good[0][0].resolve() == path.resolve()
-            checkpoints.save_checkpoint(path, payload(), keep_previous=keep)
-        saved_at[0] = step
-        last_good[:] = [(path, step)]
-        return path
-
-    if is_main:
-        out.mkdir(parents=True, exist_ok=True)
-        checkpoints.remove_stale_temporaries(out)
-        if state is None:  # --overwrite: nothing of the replaced run may pass for this one's
-            for old in (out / "checkpoint.pt", checkpoints.previous_path(out / "checkpoint.pt")):
-                old.unlink(missing_ok=True)
-        (out / "config.json").write_text(
-            json.dumps({**dataclasses.asdict(config), "resolved": {
-                "peak_lr": peak_lr, "global_batch": global_batch, "world_size": world,
-                "steps_per_epoch": steps_per_epoch, "end_epoch": end_epoch,
-                "backbone": meta["backbone"], "head_options": meta["head_options"],
-                "criterion": repr(criterion), **notes}}, indent=2, default=str)
-        )
-        if "warning" in notes:
-            print(f"warning: {notes['warning']}")
-    log = (MetricsLog(out, tensorboard=config.tensorboard, keep_until=step)
-           if is_main else None)
-    bar = tqdm(total=total_steps, initial=step, disable=not (is_main and config.progress),
-               desc=f"{config.method}+{config.criterion}", dynamic_ncols=True)
-    stop = _StopFlag()
-    stop.install()
-    loader_kwargs = dict(batch_size=config.batch_size, num_workers=config.workers,
-                         drop_last=True, pin_memory=device.type == "cuda")
-    amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(config.amp)
-    last: dict[str, float] = {}
-    first_step = step
+    saved = _load_run(resume, config) if resume is not None else None
+    if saved is None and (out / "checkpoint.pt").exists() and not config.overwrite:
+        raise FileExistsError(f"{out} already holds a run (checkpoint.pt); use --resume to "
+                              "continue it, --overwrite to replace it, or another --out")
+    process = Process.from_environment(config)
+    info, dataset = _training_data(config, process)
+    state, criterion, notes = _start_state(config, info, process, dataset, saved)
+    if saved is not None and state.finished:
+        backbone = out / "backbone.pt"
+        return TrainResult(out, Path(resume), backbone if backbone.is_file() else None,
+                           state.step, state.epoch, {})
+    writer = CheckpointWriter(out, process, None if saved is None else (Path(resume), state.step))
+    if process.is_main:
+        _prepare_out(out, state, notes, fresh=saved is None)
+    log = (MetricsLog(out, tensorboard=config.tensorboard, keep_until=state.step)
+           if process.is_main else None)
+    first_step = state.step
     try:
-        ddp.train()
-        if state is not None:
-            saved_at[0] = step  # the checkpoint we resumed from holds this very state
-        while epoch < end_epoch and step < total_steps:
-            sampler.set_epoch(epoch)
-            dataset.epoch = epoch
-            sampler.start = epoch_step * config.batch_size
-            # the loader draws its workers' base seed from this generator, not the global one
-            order_rng = torch.Generator().manual_seed(
-                int(np.random.SeedSequence([config.seed, epoch]).generate_state(1)[0])
-            )
-            loader = DataLoader(dataset, sampler=sampler, generator=order_rng, **loader_kwargs)
-            tic = time.perf_counter()
-            for batch, _ in loader:
-                lr = lr_at(step, base_lr=peak_lr, total_steps=schedule_steps,
-                           schedule=config.schedule, warmup_steps=warmup_steps,
-                           final_lr=config.final_lr)
-                for group in optimizer.param_groups:
-                    group["lr"] = peak_lr if group["fixed_lr"] else lr
-                batch = [v.to(device, non_blocking=True) for v in batch]
-                model.heads.before_step()
-                step_loss = compute_loss(ddp, criterion, batch, amp_dtype=amp_dtype)
-                loss = step_loss.loss
-                flags = torch.stack(
-                    [loss.detach(), torch.tensor(float(stop.signum != 0), device=device)]
-                )
-                if world > 1:
-                    dist.all_reduce(flags)
-                    flags[0] /= world
-                if not step_loss.finite or not torch.isfinite(flags[0]):
-                    raise NonFiniteLoss(
-                        f"loss is {flags[0].item()} at step {step + 1} (epoch {epoch}); "
-                        f"embeddings finite: {step_loss.finite}; parts: "
-                        f"{step_loss.metrics(config.method, config.criterion)}. "
-                        + _last_good_message(last_good)
-                    )
-                optimizer.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                model.heads.after_backward(step)
-                scaler.step(optimizer)
-                scaler.update()
-                step += 1
-                epoch_step += 1
-                if is_main:
-                    elapsed = time.perf_counter() - tic
-                    last = {
-                        "step": step, "epoch": epoch, "loss": flags[0].item(),
-                        **step_loss.metrics(config.method, config.criterion),
-                        "lr": lr, "samples_per_s": global_batch / max(elapsed, 1e-9),
-                    }
-                    log.write(last)
-                    bar.update(1)
-                    bar.set_postfix(loss=f"{last['loss']:.4g}")
-                tic = time.perf_counter()
-                if epoch_step == steps_per_epoch:
-                    epoch, epoch_step = epoch + 1, 0
-                if flags[1].item() != 0 or step >= total_steps or (
-                    config.save_every and step % config.save_every == 0
-                ) or epoch_step == 0:
-                    path = save()
-                    if flags[1].item() != 0:
-                        raise TrainingInterrupted(stop.signum or signal.SIGTERM, path)
-                if epoch_step == 0 or step >= total_steps:
-                    break
-        path = save()
-        backbone_path = None
-        if is_main:
-            backbone_path = out / "backbone.pt"
-            checkpoints.export_backbone(backbone_path, model.backbone,
-                                        metadata={**meta, "epoch": epoch})
-        return TrainResult(out, path, backbone_path, step, epoch, last,
-                           steps_run=step - first_step)
+        last = _loop(state, writer, log, criterion, dataset, process)
+        path = writer.save(state)
+        backbone = None
+        if process.is_main:
+            backbone = out / "backbone.pt"
+            checkpoints.export_backbone(backbone, state.model.backbone,
+                                        metadata={**state.meta, "epoch": state.epoch})
+        return TrainResult(out, path, backbone, state.step, state.epoch, last,
+                           steps_run=state.step - first_step)
     finally:
-        stop.restore()
-        bar.close()
         if log is not None:
             log.close()
 
 
-def _load_run(path: str) -> dict[str, Any]:
+def _training_data(config: TrainConfig, process: Process) -> tuple[data.DatasetInfo, SeededViews]:
+    """The training images with the method's views, each sample seeded by (seed, epoch, i)."""
+    info = data.dataset_info(config.dataset)
+    views = data.ssl_views(config.method, info, **{
+        **METHODS[config.method].defaults.view_options, **config.view_options})
+    dataset = data.load_dataset(config.dataset, config.data_root, train=True, transform=views)
+    global_batch = config.batch_size * process.world
+    if len(dataset) < global_batch:
+        raise ValueError(
+            f"dataset {config.dataset!r} has {len(dataset)} training images, fewer than one "
+            f"global batch of {global_batch}"
+        )
+    return info, SeededViews(dataset, config.seed)
+
+
+def _start_state(
+    config: TrainConfig, info: data.DatasetInfo, process: Process, dataset: SeededViews,
+    saved: Mapping[str, Any] | None,
+) -> tuple[TrainingState, nn.Module | None, dict[str, Any]]:
+    """The model (started or resumed), its optimizer and schedule, and the criterion."""
+    if saved is not None:
+        loaded = load_model(saved)
+    elif config.mode == "pretrain":
+        seed_all(config.seed)  # a pretraining backbone and its heads start from the seed
+        backbone = build_backbone(config.backbone, in_channels=info.channels)
+        method = METHODS[config.method]
+        model = SSLModel(backbone, method(backbone.feature_dim, **config.head_options))
+        loaded = LoadedModel(model, config.backbone, method.head_options(config.head_options),
+                             0, "random")
+    else:
+        seed_all(config.seed)  # heads a release lacks start from a seeded initialisation
+        loaded = load_model(config.checkpoint, method=config.method, arch=config.backbone,
+                            layout=config.layout, head_options=config.head_options,
+                            in_channels=info.channels)
+    criterion = build_criterion(config)
+    if process.world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if process.device.type == "cuda" else "gloo")
+    model = loaded.model.to(process.device)
+    if config.sync_bn and process.world > 1:
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    meta = {"method": config.method, "backbone": loaded.backbone, "dataset": config.dataset,
+            "in_channels": info.channels, "image_size": info.image_size,
+            "mean": list(info.mean), "std": list(info.std), "head_options": loaded.head_options}
+    steps_per_epoch = _steps_per_epoch(config, process, dataset)
+    state = TrainingState(config, model, process, meta, steps_per_epoch=steps_per_epoch,
+                          base_epoch=loaded.epoch if saved is None else 0)
+    if saved is not None:
+        state.restore(saved)
+    notes = {"start": loaded.source if saved is None else "resume",
+             **({"warning": loaded.warning} if loaded.warning else {})}
+    return state, criterion, notes
+
+
+def _steps_per_epoch(config: TrainConfig, process: Process, dataset: SeededViews) -> int:
+    shard = ResumableSampler(dataset, num_replicas=process.world, rank=process.rank,
+                             seed=config.seed)
+    return len(shard) // config.batch_size
+
+
+def _prepare_out(out: Path, state: TrainingState, notes: dict[str, Any], *, fresh: bool) -> None:
+    """Create the run directory, clear what a killed save or a replaced run left, write
+    config.json."""
+    out.mkdir(parents=True, exist_ok=True)
+    checkpoints.remove_stale_temporaries(out)
+    if fresh:  # --overwrite: nothing of the replaced run may pass for this one's
+        for old in (out / "checkpoint.pt", checkpoints.previous_path(out / "checkpoint.pt")):
+            old.unlink(missing_ok=True)
+    c = state.config
+    resolved = {"peak_lr": state.peak_lr, "global_batch": c.batch_size * state.world,
+                "world_size": state.world, "steps_per_epoch": state.steps_per_epoch,
+                "end_epoch": state.end_epoch, "backbone": state.meta["backbone"],
+                "head_options": state.meta["head_options"], **notes}
+    (out / "config.json").write_text(json.dumps(
+        {**dataclasses.asdict(c), "resolved": resolved}, indent=2, default=str))
+    if "warning" in notes:
+        print(f"warning: {notes['warning']}")
+
+
+def _loop(state: TrainingState, writer: CheckpointWriter, log: MetricsLog | None,
+          criterion: nn.Module | None, dataset: SeededViews, process: Process) -> dict[str, float]:
+    """Train until the stopping point; checkpoint every epoch, every ``save_every`` steps and
+    when a signal arrives. Returns the last step's metrics (main process)."""
+    c = state.config
+    ddp = state.model
+    if process.world > 1:
+        ddp = nn.parallel.DistributedDataParallel(
+            state.model, broadcast_buffers=False,
+            device_ids=[process.device.index] if process.device.type == "cuda" else None)
+    sampler = ResumableSampler(dataset, num_replicas=process.world, rank=process.rank,
+                               seed=c.seed)
+    amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(c.amp)
+    bar = tqdm(total=state.stop_step, initial=state.step, dynamic_ncols=True,
+               disable=not (process.is_main and c.progress), desc=f"{c.method}+{c.criterion}")
+    stop = StopFlag()
+    stop.install()
+    last: dict[str, float] = {}
     try:
-        state = checkpoints.load_checkpoint(path)
-    except checkpoints.CheckpointError as err:
-        previous = checkpoints.previous_path(path)
-        try:
-            step = checkpoints.load_checkpoint(previous)["step"]
-        except (FileNotFoundError, checkpoints.CheckpointError):
-            raise err from None
-        raise checkpoints.CheckpointError(
-            f"{err}. The previous checkpoint {str(previous)!r} (step {step}) is intact: "
-            f"resume from it with --resume {previous}"
-        ) from err
-    if state.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"{path} is not a checkpoint written by adapters.train")
-    return state
+        ddp.train()
+        while not state.finished:
+            sampler.set_epoch(state.epoch)
+            dataset.epoch = state.epoch
+            sampler.start = state.epoch_step * c.batch_size
+            loader = DataLoader(dataset, sampler=sampler, batch_size=c.batch_size,
+                                num_workers=c.workers, drop_last=True,
+                                pin_memory=process.device.type == "cuda",
+                                generator=epoch_generator(c.seed, state.epoch))
+            tic = time.perf_counter()
+            for batch, _ in loader:
+                batch = [v.to(process.device, non_blocking=True) for v in batch]
+                epoch, lr = state.epoch, state.lr()
+                try:
+                    step_loss, flags = train_step(state, ddp, criterion, batch,
+                                                  stop=stop, amp_dtype=amp_dtype)
+                except NonFiniteLoss as err:
+                    raise NonFiniteLoss(f"{err} {writer.last_good_text()}") from None
+                state.advance()
+                if log is not None:
+                    last = {"step": state.step, "epoch": epoch, "loss": flags[0].item(),
+                            **step_loss.metrics(c.method, c.criterion), "lr": lr,
+                            "samples_per_s": c.batch_size * process.world
+                            / max(time.perf_counter() - tic, 1e-9)}
+                    log.write(last)
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{last['loss']:.4g}")
+                tic = time.perf_counter()
+                interrupted = flags[1].item() != 0
+                if interrupted or state.finished or state.epoch_step == 0 or (
+                        c.save_every and state.step % c.save_every == 0):
+                    path = writer.save(state)
+                    if interrupted:
+                        raise TrainingInterrupted(stop.signum or signal.SIGTERM, path)
+                if state.epoch_step == 0 or state.finished:
+                    break
+        return last
+    finally:
+        stop.restore()
+        bar.close()
 
 
 def check_writable(out: Path) -> None:
@@ -860,24 +841,32 @@ def check_writable(out: Path) -> None:
                                  f"({str(existing)!r}: {err.strerror})") from err
 
 
-def _non_finite_state(model: nn.Module, optimizer: torch.optim.Optimizer) -> str:
-    """Names of the parameters, buffers and optimizer-state tensors that are not finite."""
-    tensors = [*model.named_parameters(), *model.named_buffers()]
-    for index, values in optimizer.state.items():
-        tensors += [(f"optimizer state {key} of parameter {tuple(index.shape)}", v)
-                    for key, v in values.items() if isinstance(v, torch.Tensor)]
-    bad = [name for name, t in tensors
-           if t.is_floating_point() and not bool(torch.isfinite(t).all())]
-    return ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
-
-
 def resumed_config(path: str, **changes: Any) -> TrainConfig:
     """The config of the run saved in checkpoint ``path``, with ``changes`` applied.
 
     What the command line's ``--resume`` passes to :func:`train`: the run as it was, plus the
     flags given with ``--resume``.
     """
-    return dataclasses.replace(TrainConfig(**_load_run(path)["config"]), **changes)
+    return dataclasses.replace(TrainConfig(**_read_run(path)["config"]), **changes)
+
+
+def _read_run(path: str) -> dict[str, Any]:
+    """A checkpoint of this loop; a damaged one names the intact previous generation."""
+    try:
+        state = checkpoints.load_checkpoint(path)
+    except checkpoints.CheckpointError as err:
+        previous = checkpoints.previous_path(path)
+        try:
+            step = checkpoints.load_checkpoint(previous)["step"]
+        except (FileNotFoundError, checkpoints.CheckpointError):
+            raise err from None
+        raise checkpoints.CheckpointError(
+            f"{err}. The previous checkpoint {str(previous)!r} (step {step}) is intact: "
+            f"resume from it with --resume {previous}"
+        ) from err
+    if state.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(f"{path} is not a checkpoint written by adapters.train")
+    return state
 
 
 #: command-line flags of the config fields whose flag is not ``--<field with dashes>``
@@ -885,8 +874,10 @@ _FLAGS = {"criterion_options": "--criterion-option", "head_options": "--head-opt
           "view_options": "--view-option", "progress": "--no-progress"}
 
 
-def _check_unchanged(saved: TrainConfig, config: TrainConfig) -> None:
-    """Refuse a resumed config that changes what defines the run (not its stopping point)."""
+def _load_run(path: str, config: TrainConfig) -> dict[str, Any]:
+    """The checkpoint to resume, refusing a config that changes what defines the run."""
+    state = _read_run(path)
+    saved = TrainConfig(**state["config"])
     changed = [
         f"{_FLAGS.get(f.name, '--' + f.name.replace('_', '-'))} (run: "
         f"{getattr(saved, f.name)!r}, given: {getattr(config, f.name)!r})"
@@ -898,56 +889,7 @@ def _check_unchanged(saved: TrainConfig, config: TrainConfig) -> None:
             "these options cannot change when a run is resumed: " + ", ".join(changed)
             + "; resume without them, or start a new run in another --out"
         )
-
-
-def _last_good_message(last_good: list[tuple[Path, int]]) -> str:
-    if not last_good:
-        return ("No checkpoint of this run was written before it diverged (--save-every N "
-                "keeps one every N steps).")
-    path, step = last_good[0]
-    return f"The last good checkpoint is {path} (step {step})."
-
-
-def _existing(path: Path) -> Path | None:
-    return path if path.is_file() else None
-
-
-def _rng_state() -> dict[str, Any]:
-    """python, numpy and torch generator states in plain types (lists, ints, a tensor)."""
-    kind, keys, pos, has_gauss, gauss = np.random.get_state()  # noqa: NPY002
-    return {
-        "python": random.getstate(),
-        "numpy": [kind, keys.tolist(), pos, has_gauss, gauss],
-        "torch": torch.get_rng_state(),
-    }
-
-
-def _set_rng_state(state: Mapping[str, Any]) -> None:
-    version, internal, gauss = state["python"]
-    random.setstate((version, tuple(internal), gauss))
-    kind, keys, pos, has_gauss, cached = state["numpy"]
-    keys = np.asarray(keys, dtype=np.uint32)
-    np.random.set_state((kind, keys, pos, has_gauss, cached))  # noqa: NPY002
-    torch.set_rng_state(state["torch"])
-
-
-def _head_options(state: Mapping[str, Any]) -> dict[str, Any]:
-    """The head options a checkpoint of this loop was built with."""
-    # checkpoints written before meta["head_options"] existed kept them in the config
-    return dict(state["meta"].get("head_options", state["config"]["head_options"]))
-
-
-def _model_from_state(
-    state: Mapping[str, Any], head_options: Mapping[str, Any] | None = None
-) -> SSLModel:
-    meta = state["meta"]
-    backbone = build_backbone(meta["backbone"], in_channels=meta["in_channels"])
-    heads = METHODS[meta["method"]](backbone.feature_dim,
-                                    **(_head_options(state) if head_options is None
-                                       else head_options))
-    backbone.load_state_dict(state["model"]["backbone"])
-    heads.load_state_dict(state["model"]["heads"])
-    return SSLModel(backbone, heads)
+    return state
 
 
 __all__ = [
@@ -957,11 +899,13 @@ __all__ = [
     "TrainConfig",
     "TrainResult",
     "TrainingInterrupted",
+    "TrainingState",
     "build_criterion",
     "build_optimizer",
     "compute_loss",
     "min_batch",
     "resumed_config",
     "train",
+    "train_step",
     "validate",
 ]

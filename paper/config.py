@@ -23,6 +23,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from entropylib.criteria import REFERENCE_SETTINGS
+
 #: bumped when the meaning of a stored result changes, so old results are not reused
 SCHEMA_VERSION = 1
 
@@ -168,11 +170,10 @@ class Experiment:
         raise KeyError(f"no protocol {name!r}; configured: {[p.name for p in self.protocols]}")
 
 
-#: docs/method.md, 'Reference settings', per base method
+#: E2MC's reference transform and coefficients per base method (docs/method.md, "Reference
+#: settings"), as (name, value) pairs read from their one source
 E2MC_REFERENCE: dict[str, tuple[tuple[str, Any], ...]] = {
-    "vicreg": (("transform", "sigmoid"), ("ent_coeff", 10.0), ("cov_coeff", 1.0)),
-    "swav": (("transform", "gaussian_cdf"), ("ent_coeff", 10.0), ("cov_coeff", 1.0)),
-    "simsiam": (("transform", "gaussian_cdf"), ("ent_coeff", 1.0), ("cov_coeff", 25.0)),
+    method: tuple(settings.items()) for method, settings in REFERENCE_SETTINGS.items()
 }
 
 #: docs/method.md, 'Comparison criteria': coefficients of the comparison criteria; the criteria read

@@ -3,8 +3,8 @@
 A method adapter is an ``nn.Module`` holding the method's heads (projector, predictor,
 prototypes, ...). Its :meth:`MethodAdapter.forward` takes the backbone and the list of
 augmented views and returns a :class:`MethodOutput`: the method's own (base) loss with its
-parts, and the per-view tensors an added criterion such as E2MC is computed on (docs/method.md).
-One training loop (:mod:`adapters.train`) drives every method through this API.
+parts, and the per-view tensors an added criterion such as E2MC is computed on
+(docs/method.md). One training loop (:mod:`adapters.train`) drives every method through this API.
 """
 
 from __future__ import annotations
@@ -16,6 +16,8 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
+from entropylib.criteria import REFERENCE_SETTINGS
+
 
 @dataclass(frozen=True)
 class MethodDefaults:
@@ -25,10 +27,6 @@ class MethodDefaults:
     (Goyal et al. 2017 linear scaling, as VICReg, SwAV and SimSiam do).
     """
 
-    #: E2MC squashing map and coefficients (docs/method.md, 'Reference settings')
-    transform: str
-    ent_coeff: float
-    cov_coeff: float
     #: "lars" or "sgd"
     optimizer: str
     base_lr: float
@@ -60,7 +58,7 @@ class MethodAdapter(nn.Module):
     """Base class of the method adapters; subclasses fill in the class attributes.
 
     Subclasses define ``name``, ``defaults``, ``official_layouts`` (the layouts of
-    :func:`adapters.checkpoints.load_official` their official weights come in), build their
+    :func:`adapters.releases.load_official` their official weights come in), build their
     heads in ``__init__(feature_dim, **head_options)`` and implement :meth:`forward` and
     :meth:`load_official_heads`.
     """
@@ -71,6 +69,12 @@ class MethodAdapter(nn.Module):
     #: attribute name of the head whose output the criteria see (docs/method.md); it is
     #: what ``adapters.load_encoder(path, features="projector")`` appends to the backbone
     embedding_head: ClassVar[str]
+
+    @classmethod
+    def reference_settings(cls) -> dict[str, Any]:
+        """E2MC's transform and coefficients for this method (docs/method.md, "Reference
+        settings"), from their one source, :data:`entropylib.criteria.REFERENCE_SETTINGS`."""
+        return dict(REFERENCE_SETTINGS[cls.name])
 
     @classmethod
     def head_options(cls, options: Mapping[str, Any] | None) -> dict[str, Any]:

@@ -65,9 +65,6 @@ class SimSiam(MethodAdapter):
 
     name = "simsiam"
     defaults = MethodDefaults(
-        transform="gaussian_cdf",
-        ent_coeff=1.0,
-        cov_coeff=25.0,
         optimizer="sgd",
         base_lr=0.05,
         weight_decay=1e-4,

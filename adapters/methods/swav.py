@@ -51,9 +51,6 @@ class SwAV(MethodAdapter):
 
     name = "swav"
     defaults = MethodDefaults(
-        transform="gaussian_cdf",
-        ent_coeff=10.0,
-        cov_coeff=1.0,
         optimizer="lars",
         base_lr=0.3,
         weight_decay=1e-6,

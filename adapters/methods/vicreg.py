@@ -49,9 +49,6 @@ class VICReg(MethodAdapter):
 
     name = "vicreg"
     defaults = MethodDefaults(
-        transform="sigmoid",
-        ent_coeff=10.0,
-        cov_coeff=1.0,
         optimizer="lars",
         base_lr=0.2,
         weight_decay=1e-6,

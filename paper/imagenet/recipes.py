@@ -29,6 +29,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from entropylib.criteria import REFERENCE_SETTINGS
+
 #: where the commands expect things; change them on your cluster
 IMAGENET = "/data/imagenet"  # ImageFolder layout with train/ and val/
 CHECKPOINTS = "/data/checkpoints"
@@ -48,9 +50,6 @@ class Recipe:
     method: str
     checkpoint: str
     base_epochs: int
-    transform: str
-    ent_coeff: float
-    cov_coeff: float
     extra_epochs: int = 10
     gpus: int = 2
     batch_per_gpu: int = 256
@@ -58,19 +57,24 @@ class Recipe:
     view_options: tuple[tuple[str, Any], ...] = ()
     notes: tuple[str, ...] = field(default=())
 
+    @property
+    def e2mc(self) -> dict[str, Any]:
+        """E2MC's reference transform and coefficients for the recipe's method."""
+        return dict(REFERENCE_SETTINGS[self.method])
+
 
 RECIPES: dict[str, Recipe] = {
     r.name: r
     for r in (
-        Recipe("vicreg", "vicreg", "resnet50_fullckpt.pth", 1000, "sigmoid", 10.0, 1.0,
+        Recipe("vicreg", "vicreg", "resnet50_fullckpt.pth", 1000,
                notes=("full checkpoint: backbone + 2048-8192-8192-8192 expander",)),
-        Recipe("swav400", "swav", "swav_400ep_pretrain.pth.tar", 400, "gaussian_cdf", 10.0, 1.0,
+        Recipe("swav400", "swav", "swav_400ep_pretrain.pth.tar", 400,
                head_options=(("queue_length", 3840),),
                notes=("2x224 + 6x96 multi-crop; E2MC on the two global crops",)),
-        Recipe("swav800", "swav", "swav_800ep_pretrain.pth.tar", 800, "gaussian_cdf", 10.0, 1.0,
+        Recipe("swav800", "swav", "swav_800ep_pretrain.pth.tar", 800,
                head_options=(("queue_length", 3840),),
                notes=("2x224 + 6x96 multi-crop; E2MC on the two global crops",)),
-        Recipe("simsiam", "simsiam", "checkpoint_0099.pth.tar", 100, "gaussian_cdf", 1.0, 25.0,
+        Recipe("simsiam", "simsiam", "checkpoint_0099.pth.tar", 100,
                notes=("projector output (not detached); fixed predictor lr",)),
     )
 }
@@ -89,8 +93,9 @@ def train_command(recipe: Recipe, criterion: str) -> list[str]:
         "--criterion", criterion,
     ]
     if criterion == "e2mc":
-        cmd += ["--transform", recipe.transform, "--ent-coeff", f"{recipe.ent_coeff:g}",
-                "--cov-coeff", f"{recipe.cov_coeff:g}"]
+        e2mc = recipe.e2mc
+        cmd += ["--transform", e2mc["transform"], "--ent-coeff", f"{e2mc['ent_coeff']:g}",
+                "--cov-coeff", f"{e2mc['cov_coeff']:g}"]
     for key, value in recipe.head_options:
         cmd += ["--head-option", f"{key}={value}"]
     for key, value in recipe.view_options:
@@ -166,8 +171,7 @@ def dry_run(name: str, *, batch_size: int = 8) -> dict[str, Any]:
     start = time.perf_counter()
     config = TrainConfig(
         out="unused-by-dry-run", mode="pretrain", method=recipe.method, backbone="resnet50",
-        dataset="fake", batch_size=batch_size, criterion="e2mc", transform=recipe.transform,
-        ent_coeff=recipe.ent_coeff, cov_coeff=recipe.cov_coeff,
+        dataset="fake", batch_size=batch_size, criterion="e2mc", **recipe.e2mc,
         head_options=dict(recipe.head_options), view_options=dict(recipe.view_options),
         device="cpu", progress=False,
     )

@@ -15,17 +15,14 @@ from torch import nn
 from adapters import checkpoints
 from adapters.backbones import build_backbone
 from adapters.checkpoints import (
-    LAYOUTS,
     CheckpointError,
     UnloadedGlobal,
-    detect_layout,
     export_backbone,
-    head_keys,
     load_checkpoint,
     load_export_metadata,
-    load_official,
     save_checkpoint,
 )
+from adapters.releases import LAYOUTS, detect_layout, head_keys, load_official
 
 # The official heads, built here from the release descriptions (Linear(in, out[, bias]),
 # BatchNorm1d, ReLU) with small widths; the key layout does not depend on the widths.
@@ -63,7 +60,7 @@ def _prefixed(prefix, state):
 
 
 def official_objects(tv):
-    """The five release layouts, built from a torchvision ResNet as docs/checkpoints.md says."""
+    """The five release layouts, built from a torchvision ResNet (docs/checkpoints.md)."""
     arch = "resnet50" if tv.fc.in_features == 2048 else "resnet18"
     dim = tv.fc.in_features
     full = tv.state_dict()

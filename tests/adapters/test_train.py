@@ -88,6 +88,26 @@ def test_e2mc_defaults_follow_the_method_table():
     assert crit.ent_coeff == 0 and crit.cov_coeff == 1
 
 
+def test_reference_settings_have_one_source():
+    # the method classes, the training defaults, the CPU-scale study and the ImageNet recipes
+    # all read entropylib.criteria.REFERENCE_SETTINGS, which holds the paper's table
+    from entropylib.criteria import REFERENCE_SETTINGS
+    from paper.config import E2MC_REFERENCE
+    from paper.imagenet.recipes import RECIPES, train_command
+
+    assert set(REFERENCE_SETTINGS) == set(METHODS)
+    for method, settings in REFERENCE_SETTINGS.items():
+        assert METHODS[method].reference_settings() == settings
+        crit = build_criterion(tiny_config("unused", method, criterion="e2mc"))
+        assert {k: getattr(crit, k) for k in settings} == settings
+        assert dict(E2MC_REFERENCE[method]) == settings
+    for recipe in RECIPES.values():
+        command = " ".join(train_command(recipe, "e2mc"))
+        settings = REFERENCE_SETTINGS[recipe.method]
+        assert (f"--transform {settings['transform']} --ent-coeff {settings['ent_coeff']:g} "
+                f"--cov-coeff {settings['cov_coeff']:g}") in command
+
+
 def test_min_batch_is_2m_plus_1():
     assert min_batch("e2mc", 7) == 15
     # default window round(sqrt(N)): N=4 gives m=2 and 2m+1=5 > 4; N=5 is the first that works
@@ -293,3 +313,32 @@ def test_divergence_before_any_checkpoint_says_none_was_written(tmp_path, monkey
     assert "last good checkpoint" not in str(err.value)
     assert "No checkpoint of this run was written" in str(err.value)
     assert not (tmp_path / "checkpoint.pt").exists()
+
+
+def test_train_never_changes_the_callers_config(base_checkpoints, tmp_path):
+    import dataclasses
+
+    config = tiny_config(tmp_path / "run", "swav", mode="continue", backbone=None,
+                         checkpoint=str(base_checkpoints["swav"]), head_options={})
+    before = dataclasses.asdict(config)
+    train(config)
+    assert dataclasses.asdict(config) == before
+
+
+def test_one_model_from_file_for_continuing_resuming_and_encoders(base_checkpoints):
+    from adapters.models import load_model
+
+    path = base_checkpoints["simsiam"]
+    loaded = load_model(path)
+    state = load_checkpoint(path)
+    assert loaded.backbone == "small_cnn" and loaded.head_options["dim"] == 32
+    for part in ("backbone", "heads"):
+        got = getattr(loaded.model, part).state_dict()
+        assert all(torch.equal(got[k], v) for k, v in state["model"][part].items())
+    encoder, _ = load_encoder(path, features="projector")
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        expected = loaded.model.heads.projector.eval()(loaded.model.backbone.eval()(x))
+        assert torch.equal(encoder(x), expected)
+    with pytest.raises(ValueError, match="trained with method 'simsiam', not 'vicreg'"):
+        load_model(path, method="vicreg")
