@@ -8,7 +8,7 @@ Importing entropylib imports neither torch, torchvision nor faiss, and compiles 
 """
 
 # the estimator modules register their methods on import
-from entropylib import gaussian, kde, knn, ksg, spacings  # noqa: F401
+from entropylib import gaussian, kde, knn, ksg, spacings, weighted_knn  # noqa: F401
 from entropylib.estimate import estimate
 from entropylib.information import (
     conditional_mutual_information,

@@ -27,6 +27,7 @@ the entropy-difference forms on the torch backend (KSG counts have no gradient).
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -36,9 +37,11 @@ import numpy as np
 from entropylib import registry, validation
 from entropylib.estimate import _log_base, estimate
 
-#: KSG backend="auto" uses numba from this many samples (the cell grid and the sorted counts
-#: beat the KD-tree above it; below, the first call's compilation would dominate)
-KSG_NUMBA_MIN_N = 2_000
+#: KSG backend="auto" uses numba from this many samples: at n = 10^4 the cell grid and the
+#: sorted counts were already faster than the KD-tree on all cores (1.1x at d = 2 to 2.5x at
+#: d = 6 on a loaded machine; benchmarks/results/information.md), below it thread start-up
+#: and the first call's loading of the compiled kernels weigh more
+KSG_NUMBA_MIN_N = 10_000
 
 
 def mutual_information(
@@ -259,8 +262,8 @@ def _stack(variables: dict[str, Any], nan_policy: str) -> tuple[Any, list[list[i
     if kinds == {True}:
         import torch
 
-        dtype = torch.promote_types(*[p.dtype for p in parts]) if len(parts) > 1 else None
-        data = torch.cat([p.to(dtype) for p in parts], dim=1) if dtype else parts[0]
+        dtype = functools.reduce(torch.promote_types, [p.dtype for p in parts])
+        data = torch.cat([p.to(dtype) for p in parts], dim=1)
     else:
         data = np.concatenate(parts, axis=1)
     bounds = np.cumsum([0] + [p.shape[1] for p in parts])

@@ -87,7 +87,9 @@ class Method:
         return {
             "summary": self.summary,
             "reference": self.reference,
-            "backends": tuple(self.backends),
+            "backends": tuple(self.backends) or tuple(
+                b for b in BACKENDS if any(b in impls for impls in self.information.values())
+            ),
             "joint": self.supports_joint,
             "joint_backends": tuple(self.joint_backends),
             "options": dict(self.options),

@@ -280,6 +280,7 @@ def test_methods_lists_the_family():
     assert info["ksg1"]["measures"] == (
         "mutual_information", "conditional_mutual_information", "total_correlation")
     assert info["ksg2"]["measures"] == ("mutual_information", "total_correlation")
+    assert info["ksg1"]["backends"] == ("numpy", "numba") and not info["ksg1"]["joint"]
     assert "mutual_information" in info["knn"]["measures"]
     assert info["vasicek"]["measures"] == ("entropy",)
     with pytest.raises(ValueError, match="not entropy"):
@@ -305,6 +306,11 @@ def test_base_torch_and_dtype():
     diff = entropylib.mutual_information(tg[:, 0], tg[:, 1], "gaussian")
     diff.backward()
     assert tg.grad is not None and torch.isfinite(tg.grad).all()
+    z = torch.from_numpy(rng.normal(size=2000)).float()  # float32 promoted with float64
+    cmi = entropylib.conditional_mutual_information(t[:, 0], t[:, 1], z, "gaussian")
+    assert cmi.dtype == torch.float64
+    assert float(cmi) == pytest.approx(entropylib.conditional_mutual_information(
+        xy[:, 0], xy[:, 1], z.double().numpy(), "gaussian"), abs=1e-12)
     f32 = entropylib.mutual_information(xy[:, 0].astype(np.float32), xy[:, 1].astype(np.float32))
     assert f32.dtype == np.float32
 
