@@ -134,7 +134,8 @@ def plateau_decision(curve: Sequence[tuple[int, float]], rule: PlateauRule) -> s
     if not all(np.isfinite(a) for a in acc.values()):
         raise ValueError(f"curve accuracies must be finite, got {list(acc.values())}")
     t = epochs[-1]
-    if t >= rule.min_epochs and acc[t] - acc[rule.reference_epoch(t)] < rule.min_gain:
+    # accuracies carry 4 decimals: round the gain so that 78.3 - 78.0 is 0.3, not 0.29999...
+    if t >= rule.min_epochs and round(acc[t] - acc[rule.reference_epoch(t)], 6) < rule.min_gain:
         return "plateau"
     return "cap" if t >= rule.cap else None
 
