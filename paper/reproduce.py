@@ -7,6 +7,7 @@ Usage::
     python -m paper.reproduce --only table1   # the units of one table (see --help for the names)
     python -m paper.reproduce --dry-run       # list the units, what is finished, a time estimate
     python -m paper.reproduce --tables-only   # rewrite results/ from what is stored
+    python -m paper.reproduce --only study    # the converged-base study (paper/study.py)
 
 Resumable: each unit (pretrain a base, continue-train base x criterion x seed, evaluate a
 checkpoint with a protocol) is stored under ``<out>/runs/<hash of its configuration>/``; a second
@@ -27,7 +28,7 @@ from pathlib import Path
 
 from paper import config as cfg
 from paper.plan import Plan, build_plan
-from paper.units import RunStore, Unit, pending, run_units
+from paper.units import KINDS, RunStore, Unit, pending, run_units
 
 log = logging.getLogger("paper")
 
@@ -44,7 +45,10 @@ STEP_SECONDS = {"vicreg": 0.57, "swav": 1.15, "simsiam": 0.51}
 #: step time (1% of the labels x 20 epochs is about 45 single-view steps + one test pass), the
 #: others rounded up from the quick run.
 EVAL_SECONDS = {"linear": 10.0, "knn": 5.0, "semisup": 30.0, "transfer": 3.0,
-                "diagnostics": 10.0}
+                "diagnostics": 10.0,
+                # the study (paper.study): validation probes on 1% / 10% of the labels + kNN;
+                # mechanism: KSG on 2,000 x 256 (18 s at load 20) + entropies
+                "validate": 8.0, "measure": 15.0}
 #: CPU seconds of the features of 70,000 images (measured: 24.9 s)
 FEATURE_SECONDS = 25.0
 
@@ -52,30 +56,42 @@ FEATURE_SECONDS = 25.0
 def estimate_seconds(units: Sequence[Unit]) -> float:
     """Rough wall time of ``units`` from the measured step and protocol times above.
 
-    Training: steps x seconds per step (scaled by batch / 256); evaluation: the protocol's
+    Training: steps x seconds per step (scaled by batch / 256; a ``plateau`` base counts its
+    cap, plus a training-split feature pass per curve point); evaluation: the protocol's
     measured time, scaled by the share of the 60,000 training images it uses, plus one feature
-    extraction per checkpoint.
+    extraction per checkpoint. An upper bound for the study: no base stops before its cap.
     """
     total = 0.0
     checkpoints = set()
     for u in units:
         c = u.config
-        if u.kind in ("pretrain", "continue"):
+        if u.kind in ("pretrain", "continue", "select-continue", "plateau"):
             model = c.get("model", c)
             batch = model["batch_size"]
             steps = (60_000 // batch) * model["epochs"]
             if model.get("max_steps") is not None:
                 steps = min(steps, model["max_steps"])
-            method = model["method"]
-            total += steps * STEP_SECONDS[method] * batch / 256
+            if u.kind == "plateau":
+                points = c["rule"]["cap"] // c["rule"]["period"]
+                if c["period_steps"] is not None:
+                    steps = points * c["period_steps"]
+                total += points * FEATURE_SECONDS * _share(c["eval_data"]) * 6 / 7
+            total += steps * STEP_SECONDS[model["method"]] * batch / 256
+        elif u.kind == "select":
+            continue
         else:
-            limit = c["data"].get("eval_train_limit")
-            share = 1.0 if limit is None else min(1.0, limit / 60_000)
-            total += EVAL_SECONDS[c["protocol"]] * share
+            share = _share(c["data"])
+            protocol = c.get("protocol", u.kind)
+            total += EVAL_SECONDS[protocol] * share
             if u.deps[0].key not in checkpoints:
                 checkpoints.add(u.deps[0].key)
                 total += FEATURE_SECONDS * share
     return total
+
+
+def _share(data: dict) -> float:
+    limit = data.get("eval_train_limit")
+    return 1.0 if limit is None else min(1.0, limit / 60_000)
 
 
 def _setup_logging(log_file: Path, verbose: bool) -> None:
@@ -103,11 +119,11 @@ def describe(plan: Plan, store: RunStore, tables: tuple[str, ...] | None) -> str
     for u in units:
         status = "pending " if u.key in todo_keys else "finished"
         lines.append(f"{status} {u.kind:8s} {u.key} {u.label}")
-    counts = {k: sum(1 for u in units if u.kind == k) for k in ("pretrain", "continue", "evaluate")}
+    counts = {k: sum(1 for u in units if u.kind == k) for k in KINDS}
     est = estimate_seconds(todo)
     lines.append(
-        f"{len(units)} units ({counts['pretrain']} pretrain, {counts['continue']} continue, "
-        f"{counts['evaluate']} evaluate): {len(units) - len(todo)} finished, {len(todo)} pending; "
+        f"{len(units)} units ({', '.join(f'{n} {k}' for k, n in counts.items() if n)}): "
+        f"{len(units) - len(todo)} finished, {len(todo)} pending; "
         f"estimated time of the pending units: {est / 60:.0f} min on 2 CPU cores"
     )
     return "\n".join(lines)
@@ -120,8 +136,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--quick", action="store_true",
                         help="tiny subsets, 1 seed, a few steps: a smoke test of the pipeline")
-    parser.add_argument("--only", choices=TABLE_NAMES,
-                        help="run only the units of this table (tables are still written)")
+    parser.add_argument("--only", choices=(*TABLE_NAMES, "study"),
+                        help="run only the units of this table (tables are still written); "
+                             "'study': the converged-base study of paper/study.py")
     parser.add_argument("--dry-run", action="store_true",
                         help="list the units, which are finished, and a time estimate; run nothing")
     parser.add_argument("--tables-only", action="store_true",
@@ -136,6 +153,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     experiment = cfg.quick() if args.quick else cfg.full()
     out = args.out if args.out is not None else PAPER_DIR / ("quick" if args.quick else "")
     store = RunStore(out / "runs")
+    if args.only == "study":
+        return _study(args, out, store)
     plan = build_plan(experiment)
     tables = None if args.only is None else (args.only,)
     if args.dry_run:
@@ -169,6 +188,36 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"{time.perf_counter() - start:.0f} s; results in {out / 'results'} "
         f"({', '.join(p.name for p in written)})"
     )
+    log.info(message)
+    print(message)
+    if summary.failed:
+        print(f"failed units (see error.txt in their folders): {summary.failed}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _study(args: argparse.Namespace, out: Path, store: RunStore) -> int:
+    """``--only study``: run (or list) the units of ``paper.study``; its tables come later."""
+    from paper import study
+
+    plan = study.build_study(study.quick() if args.quick else study.full())
+    if args.dry_run:
+        print(describe(plan, store, None))
+        return 0
+    if args.tables_only:
+        print("the study has no tables yet: its results are the units' result.json files")
+        return 0
+    _setup_logging(out / "runs" / "reproduce.log", args.verbose)
+    log.info("=== %s (out: %s)", shlex.join(sys.argv), out)
+    try:
+        summary = run_units(plan.units(), store, study.executors(progress=not args.no_progress),
+                            progress=not args.no_progress)
+    except KeyboardInterrupt:
+        print("interrupted: finished units are stored and a training unit keeps its "
+              "checkpoint; run the same command again to continue", file=sys.stderr)
+        return 130
+    message = (f"ran {len(summary.ran)} units, reused {len(summary.reused)}, failed "
+               f"{len(summary.failed)}, skipped {len(summary.skipped)} in {summary.seconds:.0f} s")
     log.info(message)
     print(message)
     if summary.failed:

@@ -27,7 +27,9 @@ from paper.config import canonical, config_hash
 
 log = logging.getLogger("paper")
 
-KINDS = ("pretrain", "continue", "evaluate")
+#: the study's kinds (``paper.study``) run with that module's executors
+KINDS = ("pretrain", "continue", "evaluate",
+         "plateau", "validate", "select", "select-continue", "measure")
 
 RESULT_FILE = "result.json"
 ERROR_FILE = "error.txt"
