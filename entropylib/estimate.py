@@ -10,7 +10,22 @@ import numpy as np
 
 from entropylib import registry, validation
 
-#: numpy inputs with at least this many values go to the numba backend under backend="auto"
+#: backend="auto" for numpy input: the numba backend from this many values (n * d) on, per
+#: (method, joint); the crossovers measured by benchmarks/bench_backend_auto.py
+#: (benchmarks/results/backend_auto.md; measured on one column, d = 1, or d = 2 / 3 joint).
+#: inf: numba measured no faster (numpy's vectorised sort on one column; knn marginal runs the
+#: same code on both). Methods not listed go to numba from NUMBA_AUTO_SIZE values.
+NUMBA_FROM: dict[tuple[str, bool], float] = {
+    ("m_spacing", False): 54_772,
+    ("vasicek", False): math.inf,
+    ("van_es", False): math.inf,
+    ("ebrahimi", False): math.inf,
+    ("correa", False): 300,
+    ("knn", False): math.inf,
+    ("knn", True): math.inf,
+    ("kde", False): 547,
+    ("kde", True): 1094,
+}
 NUMBA_AUTO_SIZE = 20_000
 
 #: ``method="auto"`` for marginal (1-D) entropies: (largest n, method, options), the
@@ -75,7 +90,8 @@ def estimate(
     base : float, optional
         Logarithm base of the result; nats by default (``base=2`` gives bits).
     backend : {"auto", "numpy", "numba", "torch"}
-        ``"auto"`` uses torch for tensors, numba for large numpy inputs and numpy otherwise.
+        ``"auto"`` uses torch for tensors; for numpy input numba from the size at which it
+        measured faster for this method (``NUMBA_FROM``), numpy below.
         The torch backend is differentiable. A tensor given to a numpy backend (or an array
         to the torch backend) is converted and the result converted back, without gradient.
     nan_policy : {"raise", "omit", "propagate"}
@@ -136,7 +152,7 @@ def estimate(
         )
     samples = validation.as_samples(x)
     impls = spec.joint_backends if joint else spec.backends
-    backend = _resolve_backend(backend, impls, samples, method)
+    backend = _resolve_backend(backend, impls, samples, method, bool(joint))
     log_base = _log_base(base)
 
     data = samples.data
@@ -343,11 +359,12 @@ def _full_like(data: Any, value: float, size: int | None) -> Any:
     return np.full(shape, value, dtype=data.dtype)
 
 
-def _resolve_backend(backend: str, impls: dict, samples, method: str) -> str:
+def _resolve_backend(backend: str, impls: dict, samples, method: str, joint: bool) -> str:
     if backend == "auto":
+        numba_from = NUMBA_FROM.get((method, joint), NUMBA_AUTO_SIZE)
         if samples.is_torch:
             backend = "torch"
-        elif "numba" in impls and samples.data.size >= NUMBA_AUTO_SIZE:
+        elif "numba" in impls and samples.data.size >= numba_from:
             backend = "numba"
         else:
             backend = "numpy"
