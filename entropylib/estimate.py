@@ -220,21 +220,10 @@ class _Runner:
         Data at an extreme scale are estimated in a frame scaled by powers of 2 (see
         :func:`entropylib.validation.frame_exponents`) and the log of the scale is added back.
         """
-        exponents = None
-        if self.may_need_frame:
-            mode = self.spec.scaling(opts, columns is None)
-            if mode is not None:
-                exponents = validation.frame_exponents(*validation.column_range(data), mode)
-        if exponents is not None:
-            data = validation.to_frame(data, exponents)
-        if self.ties != "floor":
-            out = self._convert_and_run(data, opts)
-        else:
-            with validation.count_floored() as floored:
-                out = self._convert_and_run(data, opts)
-            self.floored += [(*record, columns) for record in floored]
+        exponents = self._frame_exponents(data, opts, joint=columns is None)
         if exponents is None:
-            return out
+            return self._run_noting_floors(data, opts, columns)
+        out = self._run_noting_floors(validation.to_frame(data, exponents), opts, columns)
         shift = exponents * -math.log(2.0)  # H(x) = H(x 2^e) - e log 2, per column
         shift = shift.sum() if columns is None else shift
         if validation.is_tensor(out):
@@ -242,6 +231,22 @@ class _Runner:
 
             return out + torch.as_tensor(shift, dtype=out.dtype, device=out.device)
         return out + shift.astype(out.dtype if hasattr(out, "dtype") else np.float64)
+
+    def _frame_exponents(self, data, opts, joint):
+        if not self.may_need_frame:
+            return None
+        mode = self.spec.scaling(opts, joint)
+        if mode is None:
+            return None
+        return validation.frame_exponents(*validation.column_range(data), mode)
+
+    def _run_noting_floors(self, data, opts, columns):
+        if self.ties != "floor":
+            return self._convert_and_run(data, opts)
+        with validation.count_floored() as floored:
+            out = self._convert_and_run(data, opts)
+        self.floored += [(*record, columns) for record in floored]
+        return out
 
     def _convert_and_run(self, data, opts):
         to_numpy = self.backend != "torch" and validation.is_tensor(data)
