@@ -10,7 +10,22 @@ import numpy as np
 
 from entropylib import registry, validation
 
-#: numpy inputs with at least this many values go to the numba backend under backend="auto"
+#: backend="auto" for numpy input: the numba backend from this many values (n * d) on, per
+#: (method, joint); the crossovers measured by benchmarks/bench_backend_auto.py
+#: (benchmarks/results/backend_auto.md; measured on one column, d = 1, or d = 2 / 3 joint).
+#: inf: numba measured no faster (numpy's vectorised sort on one column; knn marginal runs the
+#: same code on both). Methods not listed go to numba from NUMBA_AUTO_SIZE values.
+NUMBA_FROM: dict[tuple[str, bool], float] = {
+    ("m_spacing", False): 54_772,
+    ("vasicek", False): math.inf,
+    ("van_es", False): math.inf,
+    ("ebrahimi", False): math.inf,
+    ("correa", False): 300,
+    ("knn", False): math.inf,
+    ("knn", True): math.inf,
+    ("kde", False): 547,
+    ("kde", True): 1094,
+}
 NUMBA_AUTO_SIZE = 20_000
 
 #: ``method="auto"`` for marginal (1-D) entropies: (largest n, method, options), the
@@ -75,7 +90,8 @@ def estimate(
     base : float, optional
         Logarithm base of the result; nats by default (``base=2`` gives bits).
     backend : {"auto", "numpy", "numba", "torch"}
-        ``"auto"`` uses torch for tensors, numba for large numpy inputs and numpy otherwise.
+        ``"auto"`` uses torch for tensors; for numpy input numba from the size at which it
+        measured faster for this method (``NUMBA_FROM``), numpy below.
         The torch backend is differentiable. A tensor given to a numpy backend (or an array
         to the torch backend) is converted and the result converted back, without gradient.
     nan_policy : {"raise", "omit", "propagate"}
@@ -136,7 +152,7 @@ def estimate(
         )
     samples = validation.as_samples(x)
     impls = spec.joint_backends if joint else spec.backends
-    backend = _resolve_backend(backend, impls, samples, method)
+    backend = _resolve_backend(backend, impls, samples, method, bool(joint))
     log_base = _log_base(base)
 
     data = samples.data
@@ -204,21 +220,10 @@ class _Runner:
         Data at an extreme scale are estimated in a frame scaled by powers of 2 (see
         :func:`entropylib.validation.frame_exponents`) and the log of the scale is added back.
         """
-        exponents = None
-        if self.may_need_frame:
-            mode = self.spec.scaling(opts, columns is None)
-            if mode is not None:
-                exponents = validation.frame_exponents(*validation.column_range(data), mode)
-        if exponents is not None:
-            data = validation.to_frame(data, exponents)
-        if self.ties != "floor":
-            out = self._convert_and_run(data, opts)
-        else:
-            with validation.count_floored() as floored:
-                out = self._convert_and_run(data, opts)
-            self.floored += [(*record, columns) for record in floored]
+        exponents = self._frame_exponents(data, opts, joint=columns is None)
         if exponents is None:
-            return out
+            return self._run_noting_floors(data, opts, columns)
+        out = self._run_noting_floors(validation.to_frame(data, exponents), opts, columns)
         shift = exponents * -math.log(2.0)  # H(x) = H(x 2^e) - e log 2, per column
         shift = shift.sum() if columns is None else shift
         if validation.is_tensor(out):
@@ -226,6 +231,22 @@ class _Runner:
 
             return out + torch.as_tensor(shift, dtype=out.dtype, device=out.device)
         return out + shift.astype(out.dtype if hasattr(out, "dtype") else np.float64)
+
+    def _frame_exponents(self, data, opts, joint):
+        if not self.may_need_frame:
+            return None
+        mode = self.spec.scaling(opts, joint)
+        if mode is None:
+            return None
+        return validation.frame_exponents(*validation.column_range(data), mode)
+
+    def _run_noting_floors(self, data, opts, columns):
+        if self.ties != "floor":
+            return self._convert_and_run(data, opts)
+        with validation.count_floored() as floored:
+            out = self._convert_and_run(data, opts)
+        self.floored += [(*record, columns) for record in floored]
+        return out
 
     def _convert_and_run(self, data, opts):
         to_numpy = self.backend != "torch" and validation.is_tensor(data)
@@ -343,11 +364,12 @@ def _full_like(data: Any, value: float, size: int | None) -> Any:
     return np.full(shape, value, dtype=data.dtype)
 
 
-def _resolve_backend(backend: str, impls: dict, samples, method: str) -> str:
+def _resolve_backend(backend: str, impls: dict, samples, method: str, joint: bool) -> str:
     if backend == "auto":
+        numba_from = NUMBA_FROM.get((method, joint), NUMBA_AUTO_SIZE)
         if samples.is_torch:
             backend = "torch"
-        elif "numba" in impls and samples.data.size >= NUMBA_AUTO_SIZE:
+        elif "numba" in impls and samples.data.size >= numba_from:
             backend = "numba"
         else:
             backend = "numpy"

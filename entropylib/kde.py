@@ -54,7 +54,7 @@ import numpy as np
 import scipy.fft
 from scipy.special import logsumexp
 
-from entropylib import registry, validation
+from entropylib import registry, threads, validation
 from entropylib.gaussian import covariance_cholesky, covariance_scale_problem
 
 BANDWIDTH_RULES = ("scott", "silverman")
@@ -232,11 +232,12 @@ def log_kernel_sums(z: Any, *, loo: bool = False, use_numba: bool = False) -> An
         return _log_kernel_sums_torch(z, loo)
     z64 = np.ascontiguousarray(z, dtype=np.float64)
     if use_numba:
-        import numba
-
         from entropylib import kde_kernels
 
-        return kde_kernels.log_kernel_sums(z64, loo, 4 * numba.get_num_threads())
+        n, d = z64.shape
+        count = threads.for_work(n * (n - 1) / 2 * d, threads.KDE_PARALLEL_WORK)
+        with threads.numba_threads(count):
+            return kde_kernels.log_kernel_sums(z64, loo, 4 * count)
     n, d = z64.shape
     block = max(1, _BLOCK_ELEMENTS // n)
     out = np.empty(n)
@@ -300,7 +301,9 @@ def log_cross_sums(q: Any, c: Any, *, skip_own: bool = False, use_numba: bool = 
     if use_numba:
         from entropylib import kde_kernels
 
-        return kde_kernels.log_cross_sums(q64, c64, skip_own)
+        count = threads.for_work(n * m * q.shape[1], threads.KDE_PARALLEL_WORK)
+        with threads.numba_threads(count):
+            return kde_kernels.log_cross_sums(q64, c64, skip_own)
     block = max(1, _BLOCK_ELEMENTS // m)
     out = np.empty(n)
     for start in range(0, n, block):

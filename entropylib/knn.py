@@ -11,12 +11,12 @@ Kraskov, Stoegbauer & Grassberger 2004 for the max-norm form).
 Neighbour search: in one dimension the k nearest neighbours of x_(i) form a window of k + 1
 consecutive order statistics that contains it, so :math:`\\rho_{(i)} = \\min_{j=0..k}
 \\max(x_{(i)} - x_{(i-j)}, x_{(i+k-j)} - x_{(i)})` is exact after one sort (O(n log n), no
-tree); marginal estimates always use it. Joint estimates in d > 1 use scipy's KD-tree on all
-cores (numpy backend), an exact parallel cell grid for 2 <= d <= 5 (numba backend, the default
-for large numpy samples; the KD-tree above d = 5 or on samples too crowded for a grid, see
-:mod:`entropylib.knn_kernels`), or blocked pairwise distances (torch backend, memory
-O(block * n)); the
-torch backend selects neighbours without gradient and recomputes the n selected distances
+tree); marginal estimates always use it. Joint estimates in d > 1 use scipy's KD-tree on the
+available cores (numpy backend; one thread for small samples, see :mod:`entropylib.threads`),
+an exact parallel cell grid for 2 <= d <= 5 (numba backend; the KD-tree above d = 5 or on
+samples too crowded for a grid, see :mod:`entropylib.knn_kernels`), or blocked pairwise
+distances (torch backend, memory O(block * n)); the torch backend selects neighbours without
+gradient and recomputes the n selected distances
 differentiably, so the autograd graph is O(n d).
 
 A zero distance (x_i repeated at least k more times) is handled by the ``ties`` policy of
@@ -33,7 +33,7 @@ import numpy as np
 from scipy.spatial import cKDTree
 from scipy.special import digamma, gammaln
 
-from entropylib import registry, validation
+from entropylib import registry, threads, validation
 
 NORMS = ("max", "euclidean")
 
@@ -147,7 +147,8 @@ def _kth_distance_numpy(x: np.ndarray, k: int, norm: str, use_numba: bool) -> np
     if use_numba:
         from entropylib import knn_kernels
 
-        rho = knn_kernels.kth_distance(x, k, euclidean=norm == "euclidean")
+        with threads.numba_threads(threads.for_work(x.shape[0], threads.GRID_PARALLEL_N)):
+            rho = knn_kernels.kth_distance(x, k, euclidean=norm == "euclidean")
         if rho is not None:
             return rho.astype(x.dtype, copy=False)
     return _kth_distance_tree(x, k, norm)
@@ -164,7 +165,8 @@ def _kth_distance_tree(x: np.ndarray, k: int, norm: str, row_order: bool = False
     """
     tree = cKDTree(x, balanced_tree=False, compact_nodes=False)
     p = np.inf if norm == "max" else 2.0
-    dist, _ = tree.query(x[tree.indices], k=[k + 1], p=p, workers=-1)
+    workers = threads.for_work(x.shape[0], threads.KDTREE_PARALLEL_N)
+    dist, _ = tree.query(x[tree.indices], k=[k + 1], p=p, workers=workers)
     rho = dist[:, 0].astype(x.dtype, copy=False)
     if row_order:
         rho[tree.indices] = rho.copy()
@@ -218,7 +220,8 @@ def count_within(
             return counts
     r = np.nextafter(radius, -np.inf) if strict else np.asarray(radius, dtype=np.float64)
     tree = cKDTree(x64, balanced_tree=False, compact_nodes=False)
-    return tree.query_ball_point(x64, r, p=np.inf, return_length=True, workers=-1) - 1
+    workers = threads.for_work(x64.shape[0], threads.KDTREE_PARALLEL_N)
+    return tree.query_ball_point(x64, r, p=np.inf, return_length=True, workers=workers) - 1
 
 
 def _kth_distance_torch(x: Any, k: int, norm: str) -> Any:

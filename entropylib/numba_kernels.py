@@ -44,11 +44,10 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 
-import numba
 import numpy as np
 from numba import njit, prange
 
-from entropylib import validation
+from entropylib import threads, validation
 from entropylib.spacing_bias import m_spacing_uniform_bias, vasicek_uniform_bias
 
 #: worst-case relative error allowed in Correa's window sums before they are recomputed
@@ -255,9 +254,14 @@ def _run(name: str, x: np.ndarray, m: int, eps: float, ties: str) -> np.ndarray:
     nchunks = -(-count // CHUNK)
     part = np.empty((d, nchunks))
     zpart = np.empty((d, nchunks), dtype=np.int64)
-    run = _run_parallel if s.size >= PARALLEL_SIZE else _run_serial
+    parallel = s.size >= PARALLEL_SIZE and threads.available() > 1
     eps_dtype = s.dtype.type(np.finfo(s.dtype).eps)
-    run(_KINDS[name], s, m, float(eps), ties == "floor", eps_dtype, count, part, zpart)
+    args = (_KINDS[name], s, m, float(eps), ties == "floor", eps_dtype, count, part, zpart)
+    if parallel:
+        with threads.numba_threads(threads.available()):
+            _run_parallel(*args)
+    else:
+        _run_serial(*args)
     what = "windows of tied values" if name == "correa" else "spacings"
     validation.check_zero_counts(zpart.sum(axis=1), ties, what, total=count)
     # chunk sums added in chunk order: the same for every d and thread count
@@ -357,12 +361,12 @@ def _sorted_rows(x: np.ndarray) -> np.ndarray:
         _transpose_into(x, rows, j0, j1)  # releases the GIL, as both sorts do
         _sort_rows(rows[j0:j1])
 
-    threads = min(numba.get_num_threads(), d)
-    if threads < 2 or x.size < PARALLEL_SIZE:
+    workers = min(threads.available(), d)
+    if workers < 2 or x.size < PARALLEL_SIZE:
         transpose_and_sort(0, d)
         return rows
-    bounds = np.linspace(0, d, threads + 1).astype(int)
-    with ThreadPoolExecutor(threads) as pool:
+    bounds = np.linspace(0, d, workers + 1).astype(int)
+    with ThreadPoolExecutor(workers) as pool:
         list(pool.map(transpose_and_sort, bounds[:-1], bounds[1:]))
     return rows
 

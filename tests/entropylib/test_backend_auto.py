@@ -1,0 +1,111 @@
+"""backend="auto" follows the measured crossover table; thread use respects NUMBA_NUM_THREADS
+and the CPU affinity, small problems run on one thread; numba kernels compile ahead of time."""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import entropylib
+from entropylib import registry, threads
+from entropylib.estimate import NUMBA_AUTO_SIZE, NUMBA_FROM
+
+
+def chosen_backend(monkeypatch, x, method, joint=False):
+    """The backend estimate calls, seen through spies on the method's implementations."""
+    spec = registry.get(method)
+    table = spec.joint_backends if joint else spec.backends
+    used = []
+    for name, impl in list(table.items()):
+        def spy(*args, _name=name, _impl=impl, **kwargs):
+            used.append(_name)
+            return _impl(*args, **kwargs)
+        monkeypatch.setitem(table, name, spy)
+    entropylib.estimate(x, method, joint=joint)
+    return used[0]
+
+
+@pytest.mark.parametrize(("method", "joint"), sorted(NUMBA_FROM))
+def test_auto_backend_follows_the_table(monkeypatch, method, joint):
+    threshold = NUMBA_FROM[(method, joint)]
+    d = 2 if joint else 1
+    below = int(min(threshold, 3000)) // d - 1
+    if below >= 20:
+        x = np.random.default_rng(0).normal(size=(below, d))
+        expected = "numba" if below * d >= threshold else "numpy"
+        assert chosen_backend(monkeypatch, x, method, joint) == expected
+    if np.isfinite(threshold) and threshold * d <= 40_000:
+        n = int(threshold) // d + 1
+        x = np.random.default_rng(0).normal(size=(n, d))
+        assert chosen_backend(monkeypatch, x, method, joint) == "numba"
+
+
+def test_kde_at_ten_thousand_goes_to_numba(monkeypatch):
+    """numpy KDE at n = 10^4 ran at about half the numba speed (issue 14)."""
+    x = np.random.default_rng(0).normal(size=(10_000, 1))
+    assert NUMBA_FROM[("kde", False)] <= 10_000
+    assert NUMBA_FROM[("kde", True)] <= 20_000
+    monkeypatch.setattr("entropylib.kde.log_kernel_sums", lambda z, **kw: np.zeros(len(z)))
+    assert chosen_backend(monkeypatch, x, "kde") == "numba"
+
+
+def test_unlisted_methods_use_the_default_size():
+    assert ("gaussian", False) not in NUMBA_FROM and NUMBA_AUTO_SIZE == 20_000
+
+
+def test_threads_respect_the_affinity_and_numba_num_threads(monkeypatch):
+    monkeypatch.delenv("NUMBA_NUM_THREADS", raising=False)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3}, raising=False)
+    assert threads.available() == 4
+    monkeypatch.setenv("NUMBA_NUM_THREADS", "3")
+    assert threads.available() == 3
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {5}, raising=False)
+    assert threads.available() == 1
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    assert threads.for_work(10, 100) == 1 and threads.for_work(1000, 100) == 2
+
+
+def test_small_problems_do_not_pay_for_threads(monkeypatch):
+    """The KD-tree, the numba grid and the numba KDE get one thread below their sizes."""
+    from entropylib import knn
+
+    seen = {}
+
+    class Tree:
+        def __init__(self, x, **kwargs):
+            from scipy.spatial import cKDTree
+
+            self.tree = cKDTree(x, **kwargs)
+            self.indices = self.tree.indices
+
+        def query(self, *args, workers, **kwargs):
+            seen["workers"] = workers
+            return self.tree.query(*args, workers=workers, **kwargs)
+
+    monkeypatch.setattr(knn, "cKDTree", Tree)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    monkeypatch.delenv("NUMBA_NUM_THREADS", raising=False)
+    x = np.random.default_rng(0).normal(size=(1000, 7))  # d > 5: the tree on both backends
+    entropylib.estimate(x, "knn", joint=True, backend="numpy")
+    assert seen["workers"] == 1
+    counts = []
+    original = threads.numba_threads
+    monkeypatch.setattr(threads, "numba_threads", lambda c: counts.append(c) or original(c))
+    entropylib.estimate(x[:, :3], "knn", joint=True, backend="numba")
+    entropylib.estimate(x[:500, 0], "kde", backend="numba")
+    assert counts == [1, 1]
+
+
+@pytest.mark.slow
+def test_compile_ahead_of_time(tmp_path):
+    """`python -m entropylib --compile` compiles every kernel family into the numba cache."""
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path), "PYTHONPATH": os.pathsep.join(
+        [os.path.dirname(os.path.dirname(entropylib.__file__)), os.environ.get("PYTHONPATH", "")])}
+    out = subprocess.run([sys.executable, "-m", "entropylib", "--compile"], env=env,
+                         capture_output=True, text=True, timeout=900)
+    assert out.returncode == 0, out.stderr
+    assert "compiled or loaded from the cache" in out.stdout
+    cached = {p.name.split(".")[0] for p in tmp_path.rglob("*.nbi")}
+    assert {"numba_kernels", "knn_kernels", "kde_kernels"} <= cached
