@@ -1,9 +1,9 @@
-"""SSL view generators: one PIL image -> a list of augmented, normalised tensors.
+"""Building blocks of the SSL views: one PIL image -> a list of augmented, normalised tensors.
 
-Each method's recipe follows its paper, with every size scaled to the data (the reference
-recipes are for 224 px ImageNet): two views for VICReg and SimSiam, 2 global + N local crops
-for SwAV. Colour jitter keeps only brightness and contrast on 1-channel images, where
-saturation, hue and random grayscale have no meaning.
+Each method class holds its own recipe (``views``, :mod:`adapters.methods`), made of
+:func:`augmented_view` and :class:`MultiView`, with every size scaled to the data (the
+reference recipes are for 224 px ImageNet). Colour jitter keeps only brightness and contrast
+on 1-channel images, where saturation, hue and random grayscale have no meaning.
 """
 
 from __future__ import annotations
@@ -29,11 +29,11 @@ class DatasetInfo(Protocol):
     mean: tuple[float, ...]
     std: tuple[float, ...]
 
-#: SwAV's local-crop size relative to the global crop (96 / 224 in Caron et al. 2020)
-SWAV_LOCAL_RATIO = 96 / 224
 #: datasets whose images come in many sizes: evaluated after resize + centre crop (ratio 256/224)
 VARIABLE_SIZE_DATASETS = frozenset({"imagefolder"})
 
+#: the SSL methods with a view recipe: the names of ``adapters.methods.METHODS`` (a test keeps
+#: them equal), for code that must not import the methods
 METHODS = ("vicreg", "simsiam", "swav")
 
 
@@ -90,86 +90,7 @@ def eval_transform(info: DatasetInfo) -> Callable[[Any], Tensor]:
     return T.Compose(steps)
 
 
-def ssl_views(
-    method: str,
-    info: DatasetInfo,
-    *,
-    size: int | None = None,
-    n_local_crops: int = 6,
-    local_size: int | None = None,
-) -> MultiView:
-    """The augmented views an SSL method trains on.
-
-    Recipes (sizes given for 224 px and scaled by ``size / 224``):
-
-    - ``vicreg`` (Bardes et al. 2022, appendix C, the BYOL recipe): random resized crop, scale
-      (0.08, 1), bicubic; flip p=0.5; colour jitter (0.4, 0.4, 0.2, 0.1) p=0.8; grayscale
-      p=0.2; Gaussian blur p=1.0 / 0.1 for view 1 / 2; solarisation p=0.0 / 0.2.
-    - ``simsiam`` (Chen & He 2021): crop scale (0.2, 1); jitter (0.4, 0.4, 0.4, 0.1) p=0.8;
-      grayscale p=0.2; blur p=0.5; flip; both views from the same distribution.
-    - ``swav`` (Caron et al. 2020): 2 global crops of ``size``, scale (0.14, 1), and
-      ``n_local_crops`` local crops of ``local_size`` (default ``round(size * 96 / 224)``),
-      scale (0.05, 0.14); flip; jitter (0.8, 0.8, 0.8, 0.2) p=0.8; grayscale p=0.2; blur p=0.5.
-      Global crops come first in the returned list.
-
-    Blur is PIL's Gaussian blur, as in the VICReg and SwAV code, with sigma drawn from
-    [0.1, 2] * size / 224 px (so it blurs the same fraction of the image at any size; SwAV's
-    local crops share the global crops' range, as in the reference). On 1-channel data only
-    brightness and contrast are jittered.
-
-    Parameters
-    ----------
-    method : {"vicreg", "simsiam", "swav"}
-    info : DatasetInfo
-        Supplies channels, image size, mean and std.
-    size : int, optional
-        Side of the (global) crops; ``info.image_size`` by default.
-    n_local_crops : int
-        SwAV only: number of local crops (6 in the reference; 0 allowed).
-    local_size : int, optional
-        SwAV only: side of the local crops.
-
-    Returns
-    -------
-    MultiView
-        Callable PIL image -> list of (C, H, W) tensors.
-
-    Examples
-    --------
-    >>> from PIL import Image
-    >>> from adapters.data import dataset_info, ssl_views
-    >>> views = ssl_views("swav", dataset_info("fashion-mnist"), n_local_crops=2)
-    >>> [tuple(v.shape) for v in views(Image.new("L", (28, 28)))]
-    [(1, 28, 28), (1, 28, 28), (1, 12, 12), (1, 12, 12)]
-    """
-    if method not in METHODS:
-        raise ValueError(f"unknown SSL method {method!r} for views; expected one of {METHODS}")
-    size = info.image_size if size is None else _check_size("size", size)
-    if method == "vicreg":
-        return MultiView(
-            [
-                _view(info, size, (0.08, 1.0), (0.4, 0.4, 0.2, 0.1), blur_p=1.0, blur_size=size,
-                      solarize_p=0.0, bicubic=True),
-                _view(info, size, (0.08, 1.0), (0.4, 0.4, 0.2, 0.1), blur_p=0.1, blur_size=size,
-                      solarize_p=0.2, bicubic=True),
-            ]
-        )
-    if method == "simsiam":
-        view = _view(info, size, (0.2, 1.0), (0.4, 0.4, 0.4, 0.1), blur_p=0.5, blur_size=size)
-        return MultiView([view, view])
-    if isinstance(n_local_crops, bool) or not isinstance(n_local_crops, int) or n_local_crops < 0:
-        raise ValueError(f"n_local_crops must be a non-negative int, got {n_local_crops!r}")
-    if local_size is None:
-        local_size = max(round(size * SWAV_LOCAL_RATIO), 1)
-    else:
-        local_size = _check_size("local_size", local_size)
-    jitter = (0.8, 0.8, 0.8, 0.2)
-    global_view = _view(info, size, (0.14, 1.0), jitter, blur_p=0.5, blur_size=size)
-    local_view = _view(info, local_size, (0.05, 0.14), jitter, blur_p=0.5, blur_size=size)
-    return MultiView([global_view, global_view] + [local_view] * n_local_crops)
-
-
-def _check_size(name: str, value: Any) -> int:
+def check_size(name: str, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"{name} must be a positive int (pixels), got {value!r}")
     return value
@@ -210,7 +131,7 @@ class RandomGaussianBlur:
         return f"RandomGaussianBlur(sigma={self.sigma}, p={self.p})"
 
 
-def _view(
+def augmented_view(
     info: DatasetInfo,
     size: int,
     scale: tuple[float, float],
@@ -221,6 +142,12 @@ def _view(
     solarize_p: float = 0.0,
     bicubic: bool = False,
 ) -> T.Compose:
+    """One augmented view: random resized crop of ``size`` (``scale`` of the area), flip,
+    colour jitter ``(brightness, contrast, saturation, hue)`` p=0.8 and grayscale p=0.2 (only
+    brightness and contrast on 1-channel data), Gaussian blur with probability ``blur_p``
+    (sigma in [0.1, 2] * ``blur_size`` / 224 px), solarisation with ``solarize_p``, then
+    tensor and normalisation. The building block of the methods' ``views`` recipes.
+    """
     interpolation = T.InterpolationMode.BICUBIC if bicubic else T.InterpolationMode.BILINEAR
     steps: list[Callable[[Any], Any]] = [
         T.RandomResizedCrop(size, scale=scale, interpolation=interpolation),

@@ -23,7 +23,8 @@ from PIL import Image
 from torch.utils.data import Dataset
 from torchvision import datasets
 
-from adapters.augment import MultiView, eval_transform, ssl_views
+from adapters.augment import MultiView, eval_transform
+from adapters.methods import ssl_views
 
 __all__ = [
     "DEBIAN_FASHION_MNIST",

@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
+from adapters.augment import DatasetInfo, MultiView
 from entropylib.criteria import REFERENCE_SETTINGS
 
 
@@ -37,7 +38,7 @@ class MethodDefaults:
     clip: bool = False
     #: head options (sizes, temperatures, ...) with their defaults
     head_options: Mapping[str, Any] = field(default_factory=dict)
-    #: keyword options passed to ``adapters.data.ssl_views``
+    #: keyword options of the method's ``views``
     view_options: Mapping[str, Any] = field(default_factory=dict)
 
 
@@ -69,6 +70,12 @@ class MethodAdapter(nn.Module):
     #: attribute name of the head whose output the criteria see (docs/method.md); it is
     #: what ``adapters.load_encoder(path, features="projector")`` appends to the backbone
     embedding_head: ClassVar[str]
+
+    @classmethod
+    def views(cls, info: DatasetInfo, *, size: int | None = None) -> MultiView:
+        """The augmented views the method trains on, for images described by ``info``
+        (``size``: side of the crops, ``info.image_size`` by default)."""
+        raise NotImplementedError
 
     @classmethod
     def reference_settings(cls) -> dict[str, Any]:

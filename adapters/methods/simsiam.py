@@ -7,6 +7,7 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
+from adapters.augment import DatasetInfo, MultiView, augmented_view, check_size
 from adapters.methods.base import MethodAdapter, MethodDefaults, MethodOutput, load_exact
 from entropylib.criteria import SimSiamLoss
 
@@ -96,6 +97,16 @@ class SimSiam(MethodAdapter):
             {"params": [p for p in rest if p.requires_grad], "fixed_lr": False},
             {"params": list(self.predictor.parameters()), "fixed_lr": True},
         ]
+
+    @classmethod
+    def views(cls, info: DatasetInfo, *, size: int | None = None) -> MultiView:
+        """Chen & He 2021, sizes for 224 px scaled by ``size / 224``: two views from one
+        distribution: crop scale (0.2, 1); jitter (0.4, 0.4, 0.4, 0.1) p=0.8; grayscale p=0.2;
+        blur p=0.5; flip."""
+        size = info.image_size if size is None else check_size("size", size)
+        view = augmented_view(info, size, (0.2, 1.0), (0.4, 0.4, 0.4, 0.1), blur_p=0.5,
+                              blur_size=size)
+        return MultiView([view, view])
 
     @classmethod
     def options_from_official(cls, heads):

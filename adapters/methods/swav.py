@@ -8,8 +8,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from adapters.augment import DatasetInfo, MultiView, augmented_view, check_size
 from adapters.methods.base import MethodAdapter, MethodDefaults, MethodOutput, load_exact
 from entropylib.criteria import SwAVLoss
+
+#: SwAV's local-crop size relative to the global crop (96 / 224 in Caron et al. 2020)
+SWAV_LOCAL_RATIO = 96 / 224
 
 
 def projection_head(in_dim: int, hidden_dim: int, out_dim: int) -> nn.Sequential:
@@ -134,6 +138,29 @@ class SwAV(MethodAdapter):
         self.queue[:, n:] = self.queue[:, :keep].clone()
         self.queue[:, : min(n, length)] = embeddings[:, :length].to(self.queue.dtype)
         self.queue_count += n
+
+    @classmethod
+    def views(cls, info: DatasetInfo, *, size: int | None = None, n_local_crops: int = 6,
+              local_size: int | None = None) -> MultiView:
+        """Caron et al. 2020, sizes for 224 px scaled by ``size / 224``: 2 global crops of
+        ``size``, scale (0.14, 1), then ``n_local_crops`` local crops of ``local_size``
+        (default ``round(size * 96 / 224)``), scale (0.05, 0.14); flip; jitter
+        (0.8, 0.8, 0.8, 0.2) p=0.8; grayscale p=0.2; blur p=0.5 (local crops share the global
+        crops' sigma range, as in the reference)."""
+        size = info.image_size if size is None else check_size("size", size)
+        if (isinstance(n_local_crops, bool) or not isinstance(n_local_crops, int)
+                or n_local_crops < 0):
+            raise ValueError(f"n_local_crops must be a non-negative int, got {n_local_crops!r}")
+        if local_size is None:
+            local_size = max(round(size * SWAV_LOCAL_RATIO), 1)
+        else:
+            local_size = check_size("local_size", local_size)
+        jitter = (0.8, 0.8, 0.8, 0.2)
+        global_view = augmented_view(info, size, (0.14, 1.0), jitter, blur_p=0.5,
+                                     blur_size=size)
+        local_view = augmented_view(info, local_size, (0.05, 0.14), jitter, blur_p=0.5,
+                                    blur_size=size)
+        return MultiView([global_view, global_view] + [local_view] * n_local_crops)
 
     @classmethod
     def options_from_official(cls, heads):

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
+from adapters.augment import DatasetInfo, MultiView, augmented_view, check_size
 from adapters.methods.base import MethodAdapter, MethodDefaults, MethodOutput, load_exact
 from entropylib.criteria import VICRegLoss
 
@@ -75,6 +76,19 @@ class VICReg(MethodAdapter):
         z1, z2 = (self.projector(backbone(v)) for v in views)
         loss, parts = self.loss(z1, z2)
         return MethodOutput(loss, parts, [z1, z2])
+
+    @classmethod
+    def views(cls, info: DatasetInfo, *, size: int | None = None) -> MultiView:
+        """Bardes et al. 2022, appendix C (the BYOL recipe), sizes for 224 px scaled by
+        ``size / 224``: random resized crop, scale (0.08, 1), bicubic; flip p=0.5; colour
+        jitter (0.4, 0.4, 0.2, 0.1) p=0.8; grayscale p=0.2; Gaussian blur p=1.0 / 0.1 for
+        view 1 / 2; solarisation p=0.0 / 0.2."""
+        size = info.image_size if size is None else check_size("size", size)
+        return MultiView([
+            augmented_view(info, size, (0.08, 1.0), (0.4, 0.4, 0.2, 0.1), blur_p=blur,
+                           blur_size=size, solarize_p=solarize, bicubic=True)
+            for blur, solarize in ((1.0, 0.0), (0.1, 0.2))
+        ])
 
     @classmethod
     def options_from_official(cls, heads):

@@ -143,3 +143,10 @@ def test_bad_arguments():
         ssl_views("swav", info, local_size=2.5)
     with pytest.raises(ValueError, match="at least one transform"):
         MultiView([])
+
+
+def test_method_names_of_augment_are_the_registry():
+    from adapters import augment
+    from adapters.methods import METHODS
+
+    assert sorted(augment.METHODS) == sorted(METHODS)

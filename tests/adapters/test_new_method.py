@@ -1,0 +1,83 @@
+"""Adding a method touches at most three files: its class (here, this file), its entry in
+``adapters.methods.METHODS`` and its E2MC reference settings in
+``entropylib.criteria.REFERENCE_SETTINGS``. The toy method below (a linear projector and an
+invariance-only loss) then trains, checkpoints, resumes bit for bit and loads as an encoder
+through the same code as VICReg, SwAV and SimSiam, with nothing else changed."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from adapters import load_encoder
+from adapters.augment import MultiView, augmented_view
+from adapters.checkpoints import load_checkpoint
+from adapters.continue_train import main
+from adapters.methods import METHODS, MethodAdapter, MethodDefaults, MethodOutput
+from adapters.train import TrainConfig, build_criterion, train
+from entropylib.criteria import REFERENCE_SETTINGS
+from tests.adapters.train_helpers import one_thread, state_tensors  # noqa: F401
+
+
+class Toy(MethodAdapter):
+    """Two views, a linear projector, and the mean squared distance between the views."""
+
+    name = "toy"
+    defaults = MethodDefaults(optimizer="sgd", base_lr=0.05, weight_decay=1e-4,
+                              head_options={"dim": 16})
+    official_layouts = ()
+    embedding_head = "projector"
+
+    def __init__(self, feature_dim: int, **options) -> None:
+        super().__init__()
+        self.projector = nn.Linear(feature_dim, int(self.head_options(options)["dim"]))
+
+    @classmethod
+    def views(cls, info, *, size=None):
+        view = augmented_view(info, size or info.image_size, (0.5, 1.0), (0.4, 0.4, 0.4, 0.1),
+                              blur_p=0.0, blur_size=info.image_size)
+        return MultiView([view, view])
+
+    def forward(self, backbone, views):
+        z1, z2 = (self.projector(backbone(v)) for v in views)
+        loss = F.mse_loss(z1, z2)
+        return MethodOutput(loss, {"invariance": loss.detach()}, [z1, z2])
+
+
+@pytest.fixture
+def toy(monkeypatch):
+    monkeypatch.setitem(METHODS, "toy", Toy)
+    monkeypatch.setitem(REFERENCE_SETTINGS, "toy",
+                        {"transform": "sigmoid", "ent_coeff": 1.0, "cov_coeff": 1.0})
+
+
+def _run(out, *extra):
+    return main(["--method", "toy", "--backbone", "small_cnn", "--dataset", "fake",
+                 "--batch-size", "8", "--criterion", "e2mc", "--no-progress",
+                 "--out", str(out), *extra], mode="pretrain")
+
+
+def test_a_new_method_trains_resumes_and_loads(toy, tmp_path):
+    assert _run(tmp_path / "straight", "--max-steps", "4") == 0
+    assert _run(tmp_path / "resumed", "--max-steps", "2") == 0
+    assert main(["--resume", "--out", str(tmp_path / "resumed"), "--max-steps", "4"],
+                mode="pretrain") == 0
+    a = load_checkpoint(tmp_path / "straight" / "checkpoint.pt")
+    b = load_checkpoint(tmp_path / "resumed" / "checkpoint.pt")
+    ta, tb = state_tensors(a), state_tensors(b)
+    assert a["step"] == b["step"] == 4
+    assert all(torch.equal(ta[k], tb[k]) for k in ta)
+    encoder, meta = load_encoder(tmp_path / "straight" / "checkpoint.pt", features="projector")
+    assert meta["method"] == "toy"
+    assert encoder(torch.randn(2, 3, 32, 32)).shape == (2, 16)
+
+
+def test_a_new_method_uses_its_reference_settings(toy, tmp_path):
+    config = TrainConfig(out=str(tmp_path), mode="pretrain", method="toy",
+                         backbone="small_cnn", dataset="fake", batch_size=8, max_steps=2,
+                         criterion="e2mc", progress=False)
+    crit = build_criterion(config)
+    assert (crit.transform, crit.ent_coeff, crit.cov_coeff) == ("sigmoid", 1.0, 1.0)
+    assert train(config).step == 2
