@@ -39,3 +39,17 @@ def test_collinear_columns_of_large_variance_are_singular(as_tensor):
     with pytest.warns(RuntimeWarning, match="singular"):
         h = entropylib.estimate(data, "gaussian", joint=True, ties="floor")
     assert float(h) == -np.inf
+
+
+@pytest.mark.parametrize("as_tensor", [False, True])
+@pytest.mark.parametrize(("share", "singular"), [(0.95, True), (1.005, False)])
+def test_singularity_threshold_is_100_d_eps(as_tensor, share, singular):
+    """covariance_cholesky's documented test: a column whose unexplained variance share
+    L_jj^2 / cov_jj is below 100 d eps is collinear. Here column 3 = column 1 + a residual
+    of variance u, so its share is u / (1 + u)."""
+    from entropylib.gaussian import covariance_cholesky
+
+    u = share * 100 * 3 * np.finfo(np.float64).eps
+    cov = np.array([[1.0, 0.0, 1.0], [0.0, 1.0, 0.0], [1.0, 0.0, 1.0 + u]])
+    chol = covariance_cholesky(torch.from_numpy(cov) if as_tensor else cov)
+    assert (chol is None) == singular
