@@ -196,8 +196,8 @@ def select_setting(candidates: Sequence[Candidate]) -> Candidate:
     --------
     >>> v = lambda a, b, c: ValidationScores("validation", a, b, c)
     >>> best = select_setting([Candidate("ref", {}, True, v(70, 80, 82)),
-    ...                        Candidate("ent x0.1", {}, False, v(70, 80, 82.01))])
-    >>> best.label  # 77.34 against 77.34 after rounding: a tie, the reference keeps it
+    ...                        Candidate("ent x0.1", {}, False, v(70, 80, 82.004))])
+    >>> best.label  # 77.3347 and 77.3333 are both 77.33: a tie, the reference keeps it
     'ref'
     """
     if sum(c.reference for c in candidates) != 1:
