@@ -52,7 +52,7 @@ from adapters.sampling import (
     seed_all,
     set_rng_state,
 )
-from entropylib.criteria import CRITERIA
+from entropylib.criteria import CRITERIA, NonFiniteInput
 from entropylib.spacings import default_window
 
 CRITERION_NAMES = ("none", *sorted(CRITERIA))
@@ -325,8 +325,14 @@ def compute_loss(
     caller can report the divergence instead of an input error.
     """
     device = views[0].device
-    with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-        base_loss, base_parts, embeddings = model(views)
+    try:
+        with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+            base_loss, base_parts, embeddings = model(views)
+    except NonFiniteInput:
+        # the base loss refuses non-finite embeddings (on every rank alike: it checks the
+        # gathered batch); for a training run that is a divergence, not bad input
+        nan = torch.full((), float("nan"), device=device)
+        return StepLoss(nan, nan, {}, torch.zeros((), device=device), {}, False)
     embeddings = [e.float() for e in embeddings]
     finite = all(bool(torch.isfinite(e).all()) for e in embeddings)
     crit_loss, crit_parts = torch.zeros((), device=device), {}

@@ -22,12 +22,14 @@ from entropylib.criteria.swav_loss import SwAVLoss
 from entropylib.criteria.uniformity import Uniformity
 from entropylib.criteria.vcreg import VCReg
 from entropylib.criteria.vicreg_loss import VICRegLoss
+from entropylib.criteria.views import NonFiniteInput
 
 __all__ = [
     "CRITERIA",
     "E2MC",
     "LogDet",
     "MMCR",
+    "NonFiniteInput",
     "REFERENCE_SETTINGS",
     "SimSiamLoss",
     "SwAVLoss",

@@ -21,6 +21,14 @@ __all__ = [
 ]
 
 
+class NonFiniteInput(ValueError):
+    """Views with NaN or infinite values, or finite views whose loss overflows.
+
+    A ValueError for a caller who passed bad data; a training loop catches this subclass to
+    report the divergence of a run (its embeddings went non-finite) instead of bad input.
+    """
+
+
 def check_coeff(name: str, value: float, *, positive: bool = False) -> float:
     """Return ``value`` as float if it is a finite real number >= 0 (> 0 if ``positive``).
 
@@ -90,7 +98,7 @@ def gather_views(
         raise ValueError(f"{who} needs a (global) batch of at least {min_rows}, got {n}")
     for i, g in enumerate(gathered):
         if not torch.isfinite(g).all():
-            raise ValueError(f"{who}: view {i} has NaN or infinite values")
+            raise NonFiniteInput(f"{who}: view {i} has NaN or infinite values")
     return [g.to(working_dtype(g)) for g in gathered]
 
 
@@ -99,7 +107,7 @@ def check_finite_loss(loss: torch.Tensor, views: Sequence[torch.Tensor], who: st
     (e.g. VICReg's covariance penalty grows as the fourth power of the embedding scale)."""
     if not torch.isfinite(loss):
         scale = max(float(v.detach().abs().max()) for v in views)
-        raise ValueError(
+        raise NonFiniteInput(
             f"{who}: the loss overflows {loss.dtype} at this embedding scale (largest |z| = "
             f"{scale:.3g}); normalise the embeddings or compute in float64"
         )

@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from entropylib.criteria import CRITERIA, E2MC, MMCR, VCReg, VICRegLoss
+from entropylib.criteria import CRITERIA, E2MC, MMCR, NonFiniteInput, VCReg, VICRegLoss
 from entropylib.criteria.mmcr import centroid_nuclear_norm
 
 ALL = {**{name: CRITERIA[name] for name in ("e2mc", "vcreg", "mmcr", "uniformity", "logdet")},
@@ -25,8 +25,10 @@ def test_non_finite_views_raise_one_clear_error(name, bad, which):
     """VCReg, Uniformity and VICRegLoss returned NaN; MMCR and LogDet raised LinAlgError."""
     z = views()
     z[which][3, 2] = bad
-    with pytest.raises(ValueError, match=rf"view {which} has NaN or infinite values"):
+    # a ValueError to a user; its own class lets a training loop report a divergence instead
+    with pytest.raises(NonFiniteInput, match=rf"view {which} has NaN or infinite values"):
         ALL[name]()(*z)
+    assert issubclass(NonFiniteInput, ValueError)
 
 
 @pytest.mark.parametrize("value", [np.float32(2), np.int64(2), np.float64(0.5), np.uint8(3)])
@@ -75,7 +77,7 @@ def test_loss_beyond_the_dtype_raises():
     """float32 at 1e30: the penalty (~1e120) does not exist in float32; say so, no NaN."""
     z1, z2 = views(scale=1e30, dtype=torch.float32)
     for crit in (VCReg(), VICRegLoss()):
-        with pytest.raises(ValueError, match="overflows torch.float32 at this embedding scale"):
+        with pytest.raises(NonFiniteInput, match="overflows torch.float32 at this embedding"):
             crit(z1, z2)
 
 
