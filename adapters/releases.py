@@ -15,7 +15,8 @@ Layouts (docs/checkpoints.md; ResNet-50, torchvision parameter names):
 :func:`load_official` checks the key set EXACTLY (the reference code's ``strict=False`` once left a
 silently random SwAV model because of the ``module.`` prefix) and every backbone tensor's shape,
 and returns the backbone state dict under torchvision names plus the heads' state dicts under
-their ``nn.Sequential`` indices (:data:`HEAD_LAYOUTS`). Files are read by
+their ``nn.Sequential`` indices. Each method class declares its layouts
+(:class:`adapters.methods.OfficialLayout`); this module reads any of them. Files are read by
 :func:`adapters.checkpoints.load_checkpoint` (``weights_only``, with inert stand-ins for the
 functions some releases pickle).
 """
@@ -33,38 +34,25 @@ from torch import Tensor
 
 from adapters.backbones import build_backbone
 from adapters.checkpoints import CheckpointError, load_checkpoint
+from adapters.methods import METHODS, OfficialLayout
+from adapters.methods.base import LAYER_KEYS
 
-LAYOUTS = ("vicreg_backbone", "vicreg_full", "swav", "simsiam", "torchvision")
+#: torchvision's ImageNet classifier: the backbone plus its ``fc`` layer
+TORCHVISION = OfficialLayout("", {"fc": ("fc.", ((None, "linear"),))})
 
-#: parameter/buffer names of each layer kind inside an ``nn.Sequential`` head
-_LAYER_KEYS = {
-    "linear": ("weight", "bias"),
-    "linear_nobias": ("weight",),
-    "bn": ("weight", "bias", "running_mean", "running_var", "num_batches_tracked"),
-    "bn_noaffine": ("running_mean", "running_var", "num_batches_tracked"),
-}
 
-#: the official heads as (``nn.Sequential`` index, layer kind); ReLUs hold no keys
-HEAD_LAYOUTS: dict[str, tuple[tuple[int, str], ...]] = {
-    # VICReg expander: Linear-BN-ReLU, Linear-BN-ReLU, Linear without bias (2048-8192-8192-8192)
-    "vicreg_projector": ((0, "linear"), (1, "bn"), (3, "linear"), (4, "bn"), (6, "linear_nobias")),
-    # SwAV projection head: Linear-BN-ReLU-Linear (2048-2048-128)
-    "swav_projection_head": ((0, "linear"), (1, "bn"), (3, "linear")),
-    # SimSiam projector (= encoder.fc): Linear(no bias)-BN-ReLU x2, then torchvision's fc Linear
-    # and a BatchNorm without affine parameters (2048-2048-2048-2048)
-    "simsiam_projector": (
-        (0, "linear_nobias"), (1, "bn"), (3, "linear_nobias"), (4, "bn"), (6, "linear"),
-        (7, "bn_noaffine"),
-    ),
-    # SimSiam predictor: Linear(no bias)-BN-ReLU-Linear (2048-512-2048)
-    "simsiam_predictor": ((0, "linear_nobias"), (1, "bn"), (3, "linear")),
-}
+def official_layouts() -> dict[str, OfficialLayout]:
+    """Every official layout by name: each method's (``official_layouts``) and torchvision's.
 
-#: the documented top-level keys of the wrapped layouts (the first one is required)
-_TOP_LEVEL = {
-    "vicreg_full": ("model", "epoch", "optimizer"),
-    "simsiam": ("state_dict", "epoch", "arch", "optimizer"),
-}
+    Examples
+    --------
+    >>> from adapters.releases import official_layouts
+    >>> list(official_layouts())
+    ['vicreg_full', 'vicreg_backbone', 'swav', 'simsiam', 'torchvision']
+    """
+    layouts = {name: layout for cls in METHODS.values()
+               for name, layout in cls.official_layouts.items()}
+    return {**layouts, "torchvision": TORCHVISION}
 
 _SHOWN_KEYS = 8
 #: top-level module names of a torchvision ResNet state dict
@@ -88,18 +76,6 @@ class OfficialWeights:
     #: the release's epoch counter, when it stores one
     epoch: int | None = None
     extras: dict[str, Any] = field(default_factory=dict)
-
-
-def head_keys(head: str) -> list[str]:
-    """The exact state-dict keys of an official head (see :data:`HEAD_LAYOUTS`).
-
-    Examples
-    --------
-    >>> from adapters.releases import head_keys
-    >>> head_keys("swav_projection_head")[:3]
-    ['0.weight', '0.bias', '1.weight']
-    """
-    return [f"{i}.{name}" for i, kind in HEAD_LAYOUTS[head] for name in _LAYER_KEYS[kind]]
 
 
 @lru_cache(maxsize=8)
@@ -154,37 +130,21 @@ def load_official(
     obj = _load_object(path_or_obj)
     if layout == "auto":
         layout = detect_layout(obj)
-    if layout not in LAYOUTS:
-        raise ValueError(f"unknown checkpoint layout {layout!r}; expected one of {LAYOUTS}")
+    layouts = official_layouts()
+    if layout not in layouts:
+        raise ValueError(
+            f"unknown checkpoint layout {layout!r}; expected one of {tuple(layouts)}"
+        )
     shapes, feature_dim = _backbone_spec(arch)
     epoch = None
     extras: dict[str, Any] = {}
-    if layout in _TOP_LEVEL:
+    spec = layouts[layout]
+    if spec.wrapper:
         state, epoch, extras = _unwrap(obj, layout)
     else:
         state = _as_state_dict(obj, layout)
-
-    if layout in ("vicreg_backbone", "torchvision"):
-        parts = {"backbone": ("", list(shapes))}
-        if layout == "torchvision":
-            parts["fc"] = ("fc.", ["weight", "bias"])
-    elif layout == "vicreg_full":
-        parts = {
-            "backbone": ("module.backbone.", list(shapes)),
-            "projector": ("module.projector.", head_keys("vicreg_projector")),
-        }
-    elif layout == "swav":
-        parts = {
-            "backbone": ("module.", list(shapes)),
-            "projection_head": ("module.projection_head.", head_keys("swav_projection_head")),
-            "prototypes": ("module.prototypes.", ["weight"]),
-        }
-    else:
-        parts = {
-            "backbone": ("module.encoder.", list(shapes)),
-            "projector": ("module.encoder.fc.", head_keys("simsiam_projector")),
-            "predictor": ("module.predictor.", head_keys("simsiam_predictor")),
-        }
+    parts = {"backbone": (spec.backbone, list(shapes)),
+             **{head: (prefix, spec.head_keys(head)) for head, (prefix, _) in spec.heads.items()}}
     _check_key_set(state, parts, layout, obj)
     split = {
         name: {key: state[prefix + key] for key in keys} for name, (prefix, keys) in parts.items()
@@ -192,9 +152,10 @@ def load_official(
     backbone = split.pop("backbone")
     _check_backbone_shapes(backbone, shapes, arch, layout)
     _check_head_shapes(split, layout, feature_dim)
-    if layout == "simsiam" and "arch" in extras and extras["arch"] != arch:
+    if "arch" in extras and extras["arch"] != arch:
         raise CheckpointError(
-            f"SimSiam checkpoint is for arch {extras['arch']!r} but arch={arch!r} was asked for"
+            f"{layout!r} checkpoint is for arch {extras['arch']!r} but arch={arch!r} was asked "
+            "for"
         )
     return OfficialWeights(backbone, split, layout, epoch, extras)
 
@@ -228,7 +189,8 @@ def detect_layout(obj: str | os.PathLike[str] | Mapping[str, Any]) -> str:
             return "torchvision" if "fc.weight" in obj else "vicreg_backbone"
     raise CheckpointError(
         "cannot recognise the checkpoint layout; top-level keys "
-        f"{_show(sorted(map(str, obj)))}; expected one of {LAYOUTS} (docs/checkpoints.md)"
+        f"{_show(sorted(map(str, obj)))}; expected one of {tuple(official_layouts())} "
+        "(docs/checkpoints.md)"
     )
 
 
@@ -239,17 +201,18 @@ def _load_object(path_or_obj: str | os.PathLike[str] | Mapping[str, Any]) -> Any
 
 
 def _unwrap(obj: Any, layout: str) -> tuple[Mapping[str, Any], int | None, dict[str, Any]]:
-    required, *optional = _TOP_LEVEL[layout]
+    wrapper = official_layouts()[layout].wrapper
+    required, *optional = wrapper
     if not isinstance(obj, Mapping) or required not in obj:
         found = _show(sorted(map(str, obj))) if isinstance(obj, Mapping) else type(obj).__name__
         raise CheckpointError(
-            f"a {layout!r} checkpoint is a dict with keys {_TOP_LEVEL[layout]} holding the "
+            f"a {layout!r} checkpoint is a dict with keys {wrapper} holding the "
             f"weights under {required!r}; found {found}{_hint(obj, layout)}"
         )
-    unknown = sorted(set(map(str, obj)) - set(_TOP_LEVEL[layout]))
+    unknown = sorted(set(map(str, obj)) - set(wrapper))
     if unknown:
         raise CheckpointError(
-            f"a {layout!r} checkpoint has top-level keys {_TOP_LEVEL[layout]}; unexpected "
+            f"a {layout!r} checkpoint has top-level keys {wrapper}; unexpected "
             f"{_show(unknown)}"
         )
     epoch = obj.get("epoch")
@@ -308,49 +271,35 @@ def _check_backbone_shapes(
 
 
 def _check_head_shapes(heads: Mapping[str, dict[str, Tensor]], layout: str, in_dim: int) -> None:
-    """Each Linear's input is the previous layer's output; BNs match; prototypes fit."""
-    names = {
-        "vicreg_full": {"projector": "vicreg_projector"},
-        "swav": {"projection_head": "swav_projection_head"},
-        "simsiam": {"projector": "simsiam_projector", "predictor": "simsiam_predictor"},
-    }.get(layout, {})
-    out_dims: dict[str, int] = {}
-    for head, spec_name in names.items():
-        dim = in_dim if head != "predictor" else out_dims["projector"]
+    """Each Linear's input is the previous layer's (or head's) output; BatchNorms match."""
+    spec = official_layouts()[layout]
+    dim, widths = in_dim, {}
+    for head, (_, layers) in spec.heads.items():
         state = heads[head]
-        for index, kind in HEAD_LAYOUTS[spec_name]:
+        for index, kind in layers:
+            where = f"{layout!r} head {head!r}" + ("" if index is None else f" layer {index}")
+            key = "" if index is None else f"{index}."
             is_linear = kind.startswith("linear")
             if is_linear:
-                weight = state[f"{index}.weight"]
+                weight = state[f"{key}weight"]
                 if weight.ndim != 2 or weight.shape[1] != dim:
-                    raise CheckpointError(
-                        f"{layout!r} head {head!r} layer {index}: weight of shape "
-                        f"{tuple(weight.shape)}; expected (out, {dim})"
-                    )
+                    raise CheckpointError(f"{where}: weight of shape {tuple(weight.shape)}; "
+                                          f"expected (out, {dim})")
                 dim = weight.shape[0]
-            for name in _LAYER_KEYS[kind]:
+            for name in LAYER_KEYS[kind]:
                 if is_linear and name == "weight":
                     continue
-                tensor = state[f"{index}.{name}"]
+                tensor = state[f"{key}{name}"]
                 want = () if name == "num_batches_tracked" else (dim,)
                 if tuple(tensor.shape) != want:
-                    raise CheckpointError(
-                        f"{layout!r} head {head!r} key {index}.{name}: shape "
-                        f"{tuple(tensor.shape)}, expected {want}"
-                    )
-        out_dims[head] = dim
-    if layout == "simsiam" and out_dims["predictor"] != out_dims["projector"]:
+                    raise CheckpointError(f"{layout!r} head {head!r} key {key}{name}: shape "
+                                          f"{tuple(tensor.shape)}, expected {want}")
+        widths[head] = dim
+    if len({widths[h] for h in spec.same_width}) > 1:
         raise CheckpointError(
-            f"SimSiam predictor outputs {out_dims['predictor']} dims but the projector "
-            f"{out_dims['projector']}"
+            f"{layout!r} heads {list(spec.same_width)} must output one width; they output "
+            + ", ".join(f"{h} {widths[h]}" for h in spec.same_width)
         )
-    if layout == "swav":
-        prototypes = heads["prototypes"]["weight"]
-        if prototypes.ndim != 2 or prototypes.shape[1] != out_dims["projection_head"]:
-            raise CheckpointError(
-                f"SwAV prototypes of shape {tuple(prototypes.shape)}; expected "
-                f"(n_prototypes, {out_dims['projection_head']})"
-            )
 
 
 def _show(keys: list[str]) -> str:

@@ -9,7 +9,7 @@ one loop.
 from typing import Any
 
 from adapters.augment import DatasetInfo, MultiView
-from adapters.methods.base import MethodAdapter, MethodDefaults, MethodOutput
+from adapters.methods.base import MethodAdapter, MethodDefaults, MethodOutput, OfficialLayout
 from adapters.methods.simsiam import SimSiam
 from adapters.methods.swav import SwAV
 from adapters.methods.vicreg import VICReg
@@ -38,5 +38,5 @@ def ssl_views(method: str, info: DatasetInfo, **options: Any) -> MultiView:
     return METHODS[method].views(info, **options)
 
 
-__all__ = ["METHODS", "MethodAdapter", "MethodDefaults", "MethodOutput", "SimSiam", "SwAV",
-           "VICReg", "ssl_views"]
+__all__ = ["METHODS", "MethodAdapter", "MethodDefaults", "MethodOutput", "OfficialLayout",
+           "SimSiam", "SwAV", "VICReg", "ssl_views"]

@@ -42,6 +42,47 @@ class MethodDefaults:
     view_options: Mapping[str, Any] = field(default_factory=dict)
 
 
+#: parameter/buffer names of each layer kind inside an ``nn.Sequential`` head
+LAYER_KEYS = {
+    "linear": ("weight", "bias"),
+    "linear_nobias": ("weight",),
+    "bn": ("weight", "bias", "running_mean", "running_var", "num_batches_tracked"),
+    "bn_noaffine": ("running_mean", "running_var", "num_batches_tracked"),
+}
+
+
+@dataclass(frozen=True)
+class OfficialLayout:
+    """Where an official release stores a method's weights (docs/checkpoints.md).
+
+    ``backbone`` is the prefix of the backbone's torchvision keys. ``heads`` maps each head, in
+    the order the data flows through them (each head's input is the previous one's output, the
+    first's the backbone's features), to its key prefix and its layers as
+    ``(nn.Sequential index, kind of LAYER_KEYS)``; index None is a lone layer (keys without an
+    index). ``wrapper`` lists the top-level keys of a wrapped release, the first holding the
+    weights (empty: a bare state dict). ``same_width`` names heads whose outputs must have one
+    width.
+    """
+
+    backbone: str
+    heads: Mapping[str, tuple[str, tuple[tuple[int | None, str], ...]]] = field(
+        default_factory=dict)
+    wrapper: tuple[str, ...] = ()
+    same_width: tuple[str, ...] = ()
+
+    def head_keys(self, head: str) -> list[str]:
+        """The exact state-dict keys of one head, without its prefix.
+
+        Examples
+        --------
+        >>> from adapters.methods import SwAV
+        >>> SwAV.official_layouts["swav"].head_keys("projection_head")[:3]
+        ['0.weight', '0.bias', '1.weight']
+        """
+        return [name if i is None else f"{i}.{name}"
+                for i, kind in self.heads[head][1] for name in LAYER_KEYS[kind]]
+
+
 @dataclass
 class MethodOutput:
     """One forward pass of a method on a batch of views.
@@ -58,15 +99,15 @@ class MethodOutput:
 class MethodAdapter(nn.Module):
     """Base class of the method adapters; subclasses fill in the class attributes.
 
-    Subclasses define ``name``, ``defaults``, ``official_layouts`` (the layouts of
-    :func:`adapters.releases.load_official` their official weights come in), build their
+    Subclasses define ``name``, ``defaults``, ``official_layouts`` (name -> the
+    :class:`OfficialLayout` of each official release format), build their
     heads in ``__init__(feature_dim, **head_options)`` and implement :meth:`forward` and
     :meth:`load_official_heads`.
     """
 
     name: ClassVar[str]
     defaults: ClassVar[MethodDefaults]
-    official_layouts: ClassVar[tuple[str, ...]]
+    official_layouts: ClassVar[Mapping[str, OfficialLayout]]
     #: attribute name of the head whose output the criteria see (docs/method.md); it is
     #: what ``adapters.load_encoder(path, features="projector")`` appends to the backbone
     embedding_head: ClassVar[str]

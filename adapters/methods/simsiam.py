@@ -8,7 +8,13 @@ import torch
 from torch import nn
 
 from adapters.augment import DatasetInfo, MultiView, augmented_view, check_size
-from adapters.methods.base import MethodAdapter, MethodDefaults, MethodOutput, load_exact
+from adapters.methods.base import (
+    MethodAdapter,
+    MethodDefaults,
+    MethodOutput,
+    OfficialLayout,
+    load_exact,
+)
 from entropylib.criteria import SimSiamLoss
 
 
@@ -71,7 +77,17 @@ class SimSiam(MethodAdapter):
         weight_decay=1e-4,
         head_options={"dim": None, "pred_dim": None},
     )
-    official_layouts = ("simsiam",)
+    official_layouts = {
+        # checkpoint_0099.pth.tar: {epoch, arch, state_dict, optimizer}; the projector is
+        # torchvision's encoder.fc replaced by the MLP, so its keys sit under the backbone's
+        "simsiam": OfficialLayout("module.encoder.", {
+            "projector": ("module.encoder.fc.", (
+                (0, "linear_nobias"), (1, "bn"), (3, "linear_nobias"), (4, "bn"), (6, "linear"),
+                (7, "bn_noaffine"))),
+            "predictor": ("module.predictor.", ((0, "linear_nobias"), (1, "bn"), (3, "linear")))},
+            wrapper=("state_dict", "epoch", "arch", "optimizer"),
+            same_width=("projector", "predictor")),
+    }
     embedding_head = "projector"
 
     def __init__(self, feature_dim: int, **options) -> None:

@@ -9,7 +9,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from adapters.augment import DatasetInfo, MultiView, augmented_view, check_size
-from adapters.methods.base import MethodAdapter, MethodDefaults, MethodOutput, load_exact
+from adapters.methods.base import (
+    MethodAdapter,
+    MethodDefaults,
+    MethodOutput,
+    OfficialLayout,
+    load_exact,
+)
 from entropylib.criteria import SwAVLoss
 
 #: SwAV's local-crop size relative to the global crop (96 / 224 in Caron et al. 2020)
@@ -70,7 +76,13 @@ class SwAV(MethodAdapter):
             "freeze_prototypes_steps": 0,
         },
     )
-    official_layouts = ("swav",)
+    official_layouts = {
+        # swav_*ep_pretrain.pth.tar: a bare state dict; prototypes an nn.Linear without bias
+        "swav": OfficialLayout("module.", {
+            "projection_head": ("module.projection_head.",
+                                ((0, "linear"), (1, "bn"), (3, "linear"))),
+            "prototypes": ("module.prototypes.", ((None, "linear_nobias"),))}),
+    }
     embedding_head = "projection_head"
 
     def __init__(self, feature_dim: int, **options) -> None:

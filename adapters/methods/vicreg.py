@@ -8,7 +8,13 @@ import torch
 from torch import nn
 
 from adapters.augment import DatasetInfo, MultiView, augmented_view, check_size
-from adapters.methods.base import MethodAdapter, MethodDefaults, MethodOutput, load_exact
+from adapters.methods.base import (
+    MethodAdapter,
+    MethodDefaults,
+    MethodOutput,
+    OfficialLayout,
+    load_exact,
+)
 from entropylib.criteria import VICRegLoss
 
 
@@ -56,7 +62,15 @@ class VICReg(MethodAdapter):
         head_options={"expander_dim": None, "sim_coeff": 25.0, "std_coeff": 25.0,
                       "vicreg_cov_coeff": 1.0},
     )
-    official_layouts = ("vicreg_full", "vicreg_backbone")
+    official_layouts = {
+        # resnet50_fullckpt.pth: {epoch, model, optimizer}
+        "vicreg_full": OfficialLayout("module.backbone.", {"projector": (
+            "module.projector.",
+            ((0, "linear"), (1, "bn"), (3, "linear"), (4, "bn"), (6, "linear_nobias")))},
+            wrapper=("model", "epoch", "optimizer")),
+        # resnet50.pth: the backbone alone, torchvision names without fc
+        "vicreg_backbone": OfficialLayout(""),
+    }
     embedding_head = "projector"
 
     def __init__(self, feature_dim: int, **options) -> None:

@@ -22,7 +22,8 @@ from adapters.checkpoints import (
     load_export_metadata,
     save_checkpoint,
 )
-from adapters.releases import LAYOUTS, detect_layout, head_keys, load_official
+from adapters.methods import METHODS
+from adapters.releases import detect_layout, load_official, official_layouts
 
 # The official heads, built here from the release descriptions (Linear(in, out[, bias]),
 # BatchNorm1d, ReLU) with small widths; the key layout does not depend on the widths.
@@ -129,7 +130,7 @@ def _expected_heads(layout, heads):
     }[layout]
 
 
-@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("layout", tuple(official_layouts()))
 def test_resnet50_official_layouts_load_exactly(layout, resnet50_official, tv_resnet50):
     objects, backbone, heads = resnet50_official
     weights = load_official(objects[layout], layout)
@@ -163,10 +164,19 @@ def test_heads_load_strictly_into_the_official_modules(resnet18_official):
 
 
 def test_head_keys_match_the_reference_modules():
-    assert head_keys("vicreg_projector") == list(vicreg_projector(8).state_dict())
-    assert head_keys("swav_projection_head") == list(swav_projection_head(8).state_dict())
-    assert head_keys("simsiam_projector") == list(simsiam_projector(8).state_dict())
-    assert head_keys("simsiam_predictor") == list(simsiam_predictor().state_dict())
+    # the layouts the method classes declare, against the modules built from the releases
+    def head_keys(method, layout, head):
+        return METHODS[method].official_layouts[layout].head_keys(head)
+
+    assert head_keys("vicreg", "vicreg_full", "projector") == list(
+        vicreg_projector(8).state_dict())
+    assert head_keys("swav", "swav", "projection_head") == list(
+        swav_projection_head(8).state_dict())
+    assert head_keys("swav", "swav", "prototypes") == ["weight"]
+    assert head_keys("simsiam", "simsiam", "projector") == list(
+        simsiam_projector(8).state_dict())
+    assert head_keys("simsiam", "simsiam", "predictor") == list(
+        simsiam_predictor().state_dict())
 
 
 def test_files_on_disk_and_auto_layout(tmp_path, resnet50_official):
@@ -213,12 +223,12 @@ def test_pickled_module_is_rejected(tmp_path):
         load_official(path, "vicreg_backbone")
 
 
-@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("layout", tuple(official_layouts()))
 def test_detect_layout(layout, resnet18_official):
     assert detect_layout(resnet18_official[0][layout]) == layout
 
 
-@pytest.mark.parametrize(("actual", "asked"), list(itertools.permutations(LAYOUTS, 2)))
+@pytest.mark.parametrize(("actual", "asked"), list(itertools.permutations(official_layouts(), 2)))
 def test_another_layout_is_a_clear_error(actual, asked, resnet18_official):
     with pytest.raises(CheckpointError, match=f"'{asked}'") as info:
         load_official(resnet18_official[0][actual], asked, arch="resnet18")
@@ -273,7 +283,7 @@ def test_wrong_arch_or_shapes(resnet18_official, resnet50_official):
 def test_head_shapes_must_chain(resnet18_official):
     swav = dict(resnet18_official[0]["swav"])
     swav["module.prototypes.weight"] = torch.zeros(PROTOTYPES, OUT + 1)
-    with pytest.raises(CheckpointError, match="prototypes of shape"):
+    with pytest.raises(CheckpointError, match="head 'prototypes': weight of shape"):
         load_official(swav, "swav", arch="resnet18")
     vicreg = dict(resnet18_official[0]["vicreg_full"])
     model = dict(vicreg["model"])
@@ -289,7 +299,8 @@ def test_head_shapes_must_chain(resnet18_official):
     state = dict(simsiam["state_dict"])
     state["module.predictor.3.weight"] = torch.zeros(OUT + 1, PRED)
     state["module.predictor.3.bias"] = torch.zeros(OUT + 1)
-    with pytest.raises(CheckpointError, match="predictor outputs 17 dims but the projector 16"):
+    with pytest.raises(CheckpointError, match="must output one width; they output projector "
+                       "16, predictor 17"):
         load_official(dict(simsiam, state_dict=state), "simsiam", arch="resnet18")
 
 

@@ -1,8 +1,9 @@
 """Adding a method touches at most three files: its class (here, this file), its entry in
 ``adapters.methods.METHODS`` and its E2MC reference settings in
 ``entropylib.criteria.REFERENCE_SETTINGS``. The toy method below (a linear projector and an
-invariance-only loss) then trains, checkpoints, resumes bit for bit and loads as an encoder
-through the same code as VICReg, SwAV and SimSiam, with nothing else changed."""
+invariance-only loss, with an "official release" format of its own) then trains, checkpoints,
+resumes bit for bit, continues from its release and loads as an encoder through the same code
+as VICReg, SwAV and SimSiam, with nothing else changed."""
 
 from __future__ import annotations
 
@@ -13,9 +14,11 @@ from torch import nn
 
 from adapters import load_encoder
 from adapters.augment import MultiView, augmented_view
+from adapters.backbones import build_backbone
 from adapters.checkpoints import load_checkpoint
 from adapters.continue_train import main
-from adapters.methods import METHODS, MethodAdapter, MethodDefaults, MethodOutput
+from adapters.methods import METHODS, MethodAdapter, MethodDefaults, MethodOutput, OfficialLayout
+from adapters.methods.base import load_exact
 from adapters.train import TrainConfig, build_criterion, train
 from entropylib.criteria import REFERENCE_SETTINGS
 from tests.adapters.train_helpers import one_thread, state_tensors  # noqa: F401
@@ -27,7 +30,9 @@ class Toy(MethodAdapter):
     name = "toy"
     defaults = MethodDefaults(optimizer="sgd", base_lr=0.05, weight_decay=1e-4,
                               head_options={"dim": 16})
-    official_layouts = ()
+    #: {"weights": {"net.<backbone key>": ..., "proj.weight": ..., "proj.bias": ...}}
+    official_layouts = {"toy_release": OfficialLayout(
+        "net.", {"projector": ("proj.", ((None, "linear"),))}, wrapper=("weights",))}
     embedding_head = "projector"
 
     def __init__(self, feature_dim: int, **options) -> None:
@@ -39,6 +44,13 @@ class Toy(MethodAdapter):
         view = augmented_view(info, size or info.image_size, (0.5, 1.0), (0.4, 0.4, 0.4, 0.1),
                               blur_p=0.0, blur_size=info.image_size)
         return MultiView([view, view])
+
+    @classmethod
+    def options_from_official(cls, heads):
+        return {"dim": heads["projector"]["weight"].shape[0]}
+
+    def load_official_heads(self, heads):
+        load_exact(self.projector, heads["projector"], "toy projector")
 
     def forward(self, backbone, views):
         z1, z2 = (self.projector(backbone(v)) for v in views)
@@ -81,3 +93,18 @@ def test_a_new_method_uses_its_reference_settings(toy, tmp_path):
     crit = build_criterion(config)
     assert (crit.transform, crit.ent_coeff, crit.cov_coeff) == ("sigmoid", 1.0, 1.0)
     assert train(config).step == 2
+
+
+def test_a_new_method_continues_from_its_own_release_format(toy, tmp_path):
+    backbone, projector = build_backbone("small_cnn"), nn.Linear(256, 12)
+    weights = {f"net.{k}": v for k, v in backbone.state_dict().items()}
+    weights.update({f"proj.{k}": v for k, v in projector.state_dict().items()})
+    torch.save({"weights": weights}, tmp_path / "toy.pth")
+    code = main(["--method", "toy", "--checkpoint", str(tmp_path / "toy.pth"),
+                 "--layout", "toy_release", "--backbone", "small_cnn", "--dataset", "fake",
+                 "--batch-size", "8", "--max-steps", "1", "--lr", "1e-12", "--no-progress",
+                 "--out", str(tmp_path / "run")])
+    assert code == 0
+    state = load_checkpoint(tmp_path / "run" / "checkpoint.pt")
+    assert state["meta"]["head_options"]["dim"] == 12  # read off the release
+    torch.testing.assert_close(state["model"]["heads"]["projector.weight"], projector.weight)
