@@ -197,15 +197,18 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _study(args: argparse.Namespace, out: Path, store: RunStore) -> int:
-    """``--only study``: run (or list) the units of ``paper.study``; its tables come later."""
+    """``--only study``: run (or list) the units of ``paper.study``; tables in results/study."""
     from paper import study
+    from paper.study_tables import write_study_results
 
     plan = study.build_study(study.quick() if args.quick else study.full())
     if args.dry_run:
         print(describe(plan, store, None))
         return 0
+    results = out / "results" / "study"
     if args.tables_only:
-        print("the study has no tables yet: its results are the units' result.json files")
+        written = write_study_results(plan, store, results)
+        print(f"wrote {', '.join(p.name for p in written)} to {results}")
         return 0
     _setup_logging(out / "runs" / "reproduce.log", args.verbose)
     log.info("=== %s (out: %s)", shlex.join(sys.argv), out)
@@ -216,8 +219,10 @@ def _study(args: argparse.Namespace, out: Path, store: RunStore) -> int:
         print("interrupted: finished units are stored and a training unit keeps its "
               "checkpoint; run the same command again to continue", file=sys.stderr)
         return 130
+    written = write_study_results(plan, store, results)
     message = (f"ran {len(summary.ran)} units, reused {len(summary.reused)}, failed "
-               f"{len(summary.failed)}, skipped {len(summary.skipped)} in {summary.seconds:.0f} s")
+               f"{len(summary.failed)}, skipped {len(summary.skipped)} in {summary.seconds:.0f} s; "
+               f"results in {results} ({', '.join(p.name for p in written)})")
     log.info(message)
     print(message)
     if summary.failed:

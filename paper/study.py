@@ -36,7 +36,7 @@ with a time estimate. Everything below was fixed before any of its runs.
    a seeded subsample of ``tc_samples`` rows, biased low in 256 dimensions), off-diagonal
    covariance energy, RankMe, and dead features (constant, and below -3 nats).
 5. **Short-trained column.** The 4-epoch bases of Table 1 (``paper.config.full``) are already
-   stored; the report puts them beside the converged ones.
+   stored; ``paper.study_tables`` puts them beside the converged ones.
 
 Budget (``--dry-run``, idle-machine step times of ``paper.reproduce``): at most about 5.3
 hours of unit time, with every base at the 16-epoch cap. What the 6-hour budget forced: the

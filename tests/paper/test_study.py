@@ -291,5 +291,27 @@ def test_quick_study_end_to_end_and_resume(tmp_path, capsys):
     assert [r.get("copied", False) for r in records] == [True, chosen["is_reference"]]
     measures = [store.load(u)["result"]["metrics"] for u in plan.units() if u.kind == "measure"]
     assert measures and all(m["rankme"] >= 1 and m["tc_ksg"] is not None for m in measures)
+    report = (tmp_path / "results" / "study" / "STUDY.md").read_text()
+    assert f"| {chosen['selected']} |" in report and "| simsiam | 1: " in report
+    assert (tmp_path / "results" / "study" / "curves.png").is_file()
     assert main(args) == 0
     assert f"ran 0 units, reused {n}" in capsys.readouterr().out
+
+
+# ---------------------------------------------------------------- tables
+
+
+def test_paired_difference_matches_scipys_paired_t_interval():
+    from scipy import stats
+
+    from paper.study_tables import paired_difference
+
+    row = {0: 77.1, 1: 76.4, 2: 78.9, 3: 75.0}
+    control = {0: 76.3, 1: 76.9, 2: 77.2, 3: 74.1, 4: 99.0}  # seed 4 has no pair: ignored
+    mean, low, high, n = paired_difference(row, control)
+    seeds = [0, 1, 2, 3]
+    ci = stats.ttest_rel([row[s] for s in seeds], [control[s] for s in seeds]).confidence_interval()
+    assert n == 4
+    assert mean == pytest.approx(np.mean([row[s] - control[s] for s in seeds]), abs=1e-12)
+    assert (low, high) == pytest.approx((ci.low, ci.high), abs=1e-10)
+    assert paired_difference({0: 1.0}, {0: 0.0}) is None
