@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from evaluation.features import AMP_MODES
 from evaluation.linear import DEFAULT_CS
 from evaluation.model_data import DataSpec, ModelData
 from evaluation.protocols import (
@@ -113,6 +114,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--head-lr", type=float, default=0.08)
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--device", default=None)
+    p.add_argument("--workers", type=int, default=0,
+                   help="DataLoader worker processes for feature extraction and the trained "
+                        "probes (per process under torchrun; 0 loads in the main process)")
+    p.add_argument("--amp", default="off", choices=AMP_MODES,
+                   help="autocast the feature extraction (features are kept in float32)")
     p.add_argument("--cache-dir", default=None, help="feature cache (default OUT/feature_cache)")
     p.add_argument("--fast-hash", action="store_true",
                    help="identify checkpoints by path+size+mtime instead of a content hash")
@@ -139,6 +145,8 @@ def shared_options(args: argparse.Namespace) -> dict[str, Any]:
     for flag in ("seeds", "batch_size", "probe_epochs", "finetune_epochs"):
         if getattr(args, flag) < 1:
             raise ValueError(f"--{flag.replace('_', '-')} must be >= 1, got {getattr(args, flag)}")
+    if args.workers < 0:
+        raise ValueError(f"--workers must be >= 0, got {args.workers}")
     for flag in ("max_train", "max_test"):
         if getattr(args, flag) is not None and getattr(args, flag) < 1:
             raise ValueError(f"--{flag.replace('_', '-')} must be >= 1, got {getattr(args, flag)}")
@@ -177,7 +185,8 @@ def prepare(
             data = ModelData(path, spec, features=args.features, cache_dir=args.cache_dir,
                              subset_lists=subset_lists(args.subset_list),
                              batch_size=args.batch_size, device=args.device,
-                             progress=not args.no_progress, content_hash=not args.fast_hash)
+                             progress=not args.no_progress, content_hash=not args.fast_hash,
+                             num_workers=args.workers, amp=args.amp)
             if "transfer" in protocols:
                 data.check(make_options("transfer", options).spec)
         except (FileNotFoundError, ValueError) as err:  # CheckpointError is a ValueError

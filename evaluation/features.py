@@ -250,10 +250,14 @@ def feature_cache_key(
     root: str | None = None,
     length: int | None = None,
     indices: Sequence[int] | None = None,
+    amp: str = "off",
 ) -> str:
     """SHA-256 hex key of everything that determines a feature matrix.
 
-    ``checkpoint`` is a :func:`checkpoint_fingerprint`; ``indices`` a subset of the data set.
+    ``checkpoint`` is a :func:`checkpoint_fingerprint`; ``indices`` a subset of the data set;
+    ``amp`` the mixed-precision mode of the extraction (features computed in bfloat16 or
+    float16 differ from float32 ones; "off" leaves the key as it was before AMP existed, so
+    existing caches stay valid).
     """
     parts = {
         "checkpoint": checkpoint,
@@ -266,6 +270,8 @@ def feature_cache_key(
         if indices is None
         else hashlib.sha256(np.asarray(indices, dtype=np.int64).tobytes()).hexdigest(),
     }
+    if amp != "off":
+        parts["amp"] = amp
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
 
 
