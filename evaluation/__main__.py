@@ -26,6 +26,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from threadpoolctl import threadpool_limits
+
 from evaluation.features import AMP_MODES
 from evaluation.linear import DEFAULT_CS
 from evaluation.model_data import DataSpec, ModelData
@@ -121,6 +123,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=0,
                    help="DataLoader worker processes for feature extraction and the trained "
                         "probes (per process under torchrun; 0 loads in the main process)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="limit the BLAS and OpenMP threads of the protocols (scikit-learn "
+                        "probes, numpy, faiss) to N per process; default: the libraries' own "
+                        "(all cores), as in scikit-learn")
     p.add_argument("--amp", default="off", choices=AMP_MODES,
                    help="autocast the feature extraction (features are kept in float32)")
     p.add_argument("--cache-dir", default=None, help="feature cache (default OUT/feature_cache)")
@@ -149,6 +155,8 @@ def shared_options(args: argparse.Namespace) -> dict[str, Any]:
     for flag in ("seeds", "batch_size", "probe_epochs", "finetune_epochs"):
         if getattr(args, flag) < 1:
             raise ValueError(f"--{flag.replace('_', '-')} must be >= 1, got {getattr(args, flag)}")
+    if args.threads is not None and args.threads < 1:
+        raise ValueError(f"--threads must be >= 1, got {args.threads}")
     if args.workers < 0:
         raise ValueError(f"--workers must be >= 0, got {args.workers}")
     for flag in ("max_train", "max_test"):
@@ -257,7 +265,9 @@ def _run(
         for name in existing:  # --overwrite: no stale plot survives beside the new results
             (out / name).unlink()
     try:
-        return _evaluate(args, dict(zip(names, models, strict=True)), protocols, options, out)
+        with threadpool_limits(limits=args.threads):
+            return _evaluate(args, dict(zip(names, models, strict=True)), protocols, options,
+                             out)
     finally:
         if created and first:
             _remove_empty_dirs(out)

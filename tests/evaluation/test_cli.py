@@ -232,3 +232,26 @@ def test_workers_and_amp_reach_extraction_and_every_loader(tmp_path, monkeypatch
     assert features.feature_cache_key(**key, amp="bf16") != features.feature_cache_key(**key)
     with pytest.raises(SystemExit):
         main(_tiny_argv(ckpt, tmp_path / "r2", "--workers", "-1"))
+
+
+def test_threads_limits_the_blas_pools_of_the_protocols(tmp_path, monkeypatch):
+    from threadpoolctl import threadpool_info
+
+    from evaluation import protocols
+
+    seen = []
+
+    def spy(data, options):
+        seen.append({p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"})
+        return protocols.ProtocolResult({"knn_5": 0.5}, frozenset({"knn_5"}))
+
+    monkeypatch.setitem(protocols.PROTOCOLS, "knn",
+                        protocols.Protocol("knn", spy, protocols.KNNOptions))
+    unlimited = {p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"}
+    ckpt = _export(tmp_path / "m" / "backbone.pt", 0)
+    assert main(_tiny_argv(ckpt, tmp_path / "a", "--protocols", "knn", "--threads", "1")) == 0
+    assert main(_tiny_argv(ckpt, tmp_path / "b", "--protocols", "knn")) == 0
+    assert seen == [{1}, unlimited] and unlimited  # default: the libraries' own thread count
+    assert {p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"} == unlimited
+    with pytest.raises(SystemExit):
+        main(_tiny_argv(ckpt, tmp_path / "c", "--threads", "0"))
