@@ -159,6 +159,10 @@ def shared_options(args: argparse.Namespace) -> dict[str, Any]:
         raise ValueError(f"--threads must be >= 1, got {args.threads}")
     if args.workers < 0:
         raise ValueError(f"--workers must be >= 0, got {args.workers}")
+    if args.device and ":" in args.device and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise ValueError(f"--device {args.device} would put every torchrun process on one "
+                         "device; give the type only (e.g. cuda: each process then uses the "
+                         "GPU of its LOCAL_RANK)")
     for flag in ("max_train", "max_test"):
         if getattr(args, flag) is not None and getattr(args, flag) < 1:
             raise ValueError(f"--{flag.replace('_', '-')} must be >= 1, got {getattr(args, flag)}")

@@ -117,3 +117,15 @@ def test_a_failure_on_one_process_gives_every_process_its_status(tmp_path, fail,
     # the same status everywhere, and the process group was destroyed on the way out
     got = [Path(f"{codes}.{r}").read_text() for r in range(WORLD)]
     assert got == [f"{status} False"] * WORLD
+
+
+def test_a_device_index_under_torchrun_is_a_usage_error(tmp_path, monkeypatch, capsys):
+    from evaluation.__main__ import main
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(SystemExit) as exc:
+        main(["--checkpoint", "x.pt", "--dataset", "digits", "--device", "cuda:0",
+              "--out", str(tmp_path / "out")])
+    assert exc.value.code == 2
+    assert "LOCAL_RANK" in capsys.readouterr().err
+    assert not dist.is_initialized()
