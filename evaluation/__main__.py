@@ -11,6 +11,10 @@ prints one comparison table and writes ``results.json``, ``results.md`` and PNG 
 existing report in ``--out``) is checked before any work; the report is rewritten after each
 protocol, so a late failure keeps what was finished. The protocols themselves are
 :data:`evaluation.protocols.PROTOCOLS`, the layer the paper's executor uses too.
+
+On several GPUs, ``torchrun --nproc_per_node=8 -m evaluation ...`` shares out the feature
+extraction (each process its shard; see :func:`main`); ``--workers`` and ``--amp`` speed up
+each process's share.
 """
 
 from __future__ import annotations
@@ -22,6 +26,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from threadpoolctl import threadpool_limits
+
+from evaluation.features import AMP_MODES
 from evaluation.linear import DEFAULT_CS
 from evaluation.model_data import DataSpec, ModelData
 from evaluation.protocols import (
@@ -113,6 +120,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--head-lr", type=float, default=0.08)
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--device", default=None)
+    p.add_argument("--workers", type=int, default=0,
+                   help="DataLoader worker processes for feature extraction and the trained "
+                        "probes (per process under torchrun; 0 loads in the main process)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="limit the BLAS and OpenMP threads of the protocols (scikit-learn "
+                        "probes, numpy, faiss) to N per process; default: the libraries' own "
+                        "(all cores), as in scikit-learn")
+    p.add_argument("--amp", default="off", choices=AMP_MODES,
+                   help="autocast the feature extraction (features are kept in float32)")
     p.add_argument("--cache-dir", default=None, help="feature cache (default OUT/feature_cache)")
     p.add_argument("--fast-hash", action="store_true",
                    help="identify checkpoints by path+size+mtime instead of a content hash")
@@ -139,6 +155,14 @@ def shared_options(args: argparse.Namespace) -> dict[str, Any]:
     for flag in ("seeds", "batch_size", "probe_epochs", "finetune_epochs"):
         if getattr(args, flag) < 1:
             raise ValueError(f"--{flag.replace('_', '-')} must be >= 1, got {getattr(args, flag)}")
+    if args.threads is not None and args.threads < 1:
+        raise ValueError(f"--threads must be >= 1, got {args.threads}")
+    if args.workers < 0:
+        raise ValueError(f"--workers must be >= 0, got {args.workers}")
+    if args.device and ":" in args.device and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise ValueError(f"--device {args.device} would put every torchrun process on one "
+                         "device; give the type only (e.g. cuda: each process then uses the "
+                         "GPU of its LOCAL_RANK)")
     for flag in ("max_train", "max_test"):
         if getattr(args, flag) is not None and getattr(args, flag) < 1:
             raise ValueError(f"--{flag.replace('_', '-')} must be >= 1, got {getattr(args, flag)}")
@@ -177,7 +201,8 @@ def prepare(
             data = ModelData(path, spec, features=args.features, cache_dir=args.cache_dir,
                              subset_lists=subset_lists(args.subset_list),
                              batch_size=args.batch_size, device=args.device,
-                             progress=not args.no_progress, content_hash=not args.fast_hash)
+                             progress=not args.no_progress, content_hash=not args.fast_hash,
+                             num_workers=args.workers, amp=args.amp)
             if "transfer" in protocols:
                 data.check(make_options("transfer", options).spec)
         except (FileNotFoundError, ValueError) as err:  # CheckpointError is a ValueError
@@ -187,7 +212,14 @@ def prepare(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run ``python -m evaluation``; returns the exit status."""
+    """Run ``python -m evaluation``; returns the exit status.
+
+    Under ``torchrun`` (``WORLD_SIZE`` > 1 in the environment) the process group is started
+    here (NCCL when the device is CUDA, else gloo) and destroyed at the end: every process
+    extracts its shard of each feature matrix and runs the protocols on the gathered
+    features, only the first process writes and prints the report, and every process
+    returns the same status.
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
@@ -197,28 +229,93 @@ def main(argv: Sequence[str] | None = None) -> int:
         subset_lists(args.subset_list)
     except ValueError as err:
         parser.error(str(err))
+    started = _start_process_group(args.device)
+    try:
+        return _run(parser, args, protocols, names, options)
+    finally:
+        if started:
+            import torch.distributed as dist
+
+            dist.destroy_process_group()
+
+
+def _run(
+    parser: argparse.ArgumentParser,
+    args: argparse.Namespace,
+    protocols: Sequence[str],
+    names: Sequence[str],
+    options: dict[str, Any],
+) -> int:
     out = Path(args.out)
+    first = _rank() == 0
     existing = [f for f in REPORT_FILES if (out / f).exists()]
-    if existing and not args.overwrite:
-        parser.error(f"{out} already holds a report ({', '.join(existing)}); pass --overwrite "
-                     "to replace it, or choose another --out")
+    clash = _agreed(
+        f"{out} already holds a report ({', '.join(existing)}); pass --overwrite to replace "
+        "it, or choose another --out" if existing and not args.overwrite else None
+    )
+    if clash:
+        if first:
+            parser.error(clash)
+        raise SystemExit(2)
     args.cache_dir = args.cache_dir or os.fspath(out / "feature_cache")
     try:
-        models = prepare(args, protocols, options)
+        models, error = prepare(args, protocols, options), None
     except ValueError as err:
-        print(f"python -m evaluation: error: {err}", file=sys.stderr)
+        models, error = [], str(err)
+    if _failed(error):
         return 2
     created = not out.exists()
-    for name in existing:  # --overwrite: no stale plot survives beside the new results
-        (out / name).unlink()
+    if first:
+        for name in existing:  # --overwrite: no stale plot survives beside the new results
+            (out / name).unlink()
     try:
-        return _evaluate(args, dict(zip(names, models, strict=True)), protocols, options, out)
-    except ValueError as err:
-        print(f"python -m evaluation: error: {err}", file=sys.stderr)
-        return 1
+        with threadpool_limits(limits=args.threads):
+            return _evaluate(args, dict(zip(names, models, strict=True)), protocols, options,
+                             out)
     finally:
-        if created:
+        if created and first:
             _remove_empty_dirs(out)
+
+
+def _start_process_group(device: str | None) -> bool:
+    """Join the process group ``torchrun`` describes in the environment, if there is one of
+    more than one process and it is not joined yet; returns whether it was started here."""
+    import torch
+    import torch.distributed as dist
+
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or dist.is_initialized():
+        return False
+    cuda = torch.cuda.is_available() if device is None else torch.device(device).type == "cuda"
+    if cuda:  # "cuda" and pinned memory then mean this process's own GPU, not GPU 0
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+    dist.init_process_group("nccl" if cuda else "gloo")
+    return True
+
+
+def _rank() -> int:
+    import torch.distributed as dist
+
+    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+
+
+def _agreed(error: str | None) -> str | None:
+    """The first process's error (in rank order), or None when none failed: the same answer
+    on every process, so all of them take the same branch and exit with the same status."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return error
+    errors: list[str | None] = [None] * dist.get_world_size()
+    dist.all_gather_object(errors, error)
+    return next((f"process {r}: {e}" if r else e for r, e in enumerate(errors) if e), None)
+
+
+def _failed(error: str | None) -> bool:
+    """Agree on ``error`` across processes; the first process prints it. True if any failed."""
+    error = _agreed(error)
+    if error and _rank() == 0:
+        print(f"python -m evaluation: error: {error}", file=sys.stderr)
+    return error is not None
 
 
 def _evaluate(
@@ -228,32 +325,53 @@ def _evaluate(
     options: dict[str, Any],
     out: Path,
 ) -> int:
+    """Run every protocol on every model, saving the report as each finishes; the status.
+
+    Every process runs the protocols (their feature extraction is shared out among them);
+    the first alone writes. A ValueError on any process stops all of them with status 1.
+    """
+    first = _rank() == 0
     results: dict[str, dict[str, Any]] = {name: {} for name in models}
     details: dict[str, dict[str, Any]] = {name: {} for name in models}
     done: dict[str, ProtocolResult] = {}
     percent: set[str] = set()
     todo = [(name, p) for name in models for p in protocols]
     metas = {}
+
+    def save(pending: Sequence[str] = ()) -> str:
+        return write_report(results, out, config=vars(args), models=metas, percent=percent,
+                            details=details, pending=pending)
+
     for i, (name, proto) in enumerate(todo):
         data = models[name]
-        res = run_protocol(proto, data, make_options(proto, options))
-        results[name].update(res.metrics)
-        details[name][proto] = res.details
-        percent |= res.accuracies
-        done[f"{name} {proto}"] = res
-        metas[name] = {"path": data.checkpoint, "fingerprint": data.fingerprint, **data.meta}
-        write_report(results, out, config=vars(args), models=metas, percent=percent,
-                     details=details, pending=[f"{n} {p}" for n, p in todo[i + 1 :]])
-    plots = _plots(models, details, protocols, out, args.map)
-    table = write_report(results, out, config=vars(args), models=metas, percent=percent,
-                         details=details)
-    print(table)
-    note = convergence_note(done)
-    if note:
-        print(note)
-    written = f", plots {', '.join(plots)}" if plots else ""
-    print(f"\nwrote results.json, results.md{written} to {out}")
-    return 0
+        error = None
+        try:
+            res = run_protocol(proto, data, make_options(proto, options))
+            results[name].update(res.metrics)
+            details[name][proto] = res.details
+            percent |= res.accuracies
+            done[f"{name} {proto}"] = res
+            metas[name] = {"path": data.checkpoint, "fingerprint": data.fingerprint,
+                           **data.meta}
+            if first:
+                save([f"{n} {p}" for n, p in todo[i + 1 :]])
+        except ValueError as err:
+            error = str(err)
+        if _failed(error):
+            return 1
+    error = None
+    if first:
+        try:
+            plots = _plots(models, details, protocols, out, args.map)
+            print(save())
+            note = convergence_note(done)
+            if note:
+                print(note)
+            written = f", plots {', '.join(plots)}" if plots else ""
+            print(f"\nwrote results.json, results.md{written} to {out}")
+        except ValueError as err:
+            error = str(err)
+    return 1 if _failed(error) else 0
 
 
 def _plots(

@@ -189,6 +189,18 @@ def _comm_device(device: str) -> str:
     return device if dist.get_backend() == "nccl" else "cpu"
 
 
+def _on_every_process(flag: bool) -> bool:
+    """Whether ``flag`` holds on every process of the group."""
+    import torch
+    import torch.distributed as dist
+
+    nccl = dist.get_backend() == "nccl"
+    device = f"cuda:{torch.cuda.current_device()}" if nccl else "cpu"
+    value = torch.tensor([int(flag)], device=device)
+    dist.all_reduce(value, op=dist.ReduceOp.MIN)
+    return bool(value.item())
+
+
 def _gather_rows(local: Any, bounds: list[int], device: str) -> Any:
     """Every process's rows (``bounds`` says how many each has), concatenated in rank order.
 
@@ -250,10 +262,14 @@ def feature_cache_key(
     root: str | None = None,
     length: int | None = None,
     indices: Sequence[int] | None = None,
+    amp: str = "off",
 ) -> str:
     """SHA-256 hex key of everything that determines a feature matrix.
 
-    ``checkpoint`` is a :func:`checkpoint_fingerprint`; ``indices`` a subset of the data set.
+    ``checkpoint`` is a :func:`checkpoint_fingerprint`; ``indices`` a subset of the data set;
+    ``amp`` the mixed-precision mode of the extraction (features computed in bfloat16 or
+    float16 differ from float32 ones; "off" leaves the key as it was before AMP existed, so
+    existing caches stay valid).
     """
     parts = {
         "checkpoint": checkpoint,
@@ -266,6 +282,8 @@ def feature_cache_key(
         if indices is None
         else hashlib.sha256(np.asarray(indices, dtype=np.int64).tobytes()).hexdigest(),
     }
+    if amp != "off":
+        parts["amp"] = amp
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
 
 
@@ -280,15 +298,29 @@ def cached_features(
     """:func:`extract_features`, stored as ``cache_dir/<key>.npz`` and reused when present.
 
     The file is written to a temporary name and renamed, so an interrupted run never leaves
-    a truncated cache entry behind.
+    a truncated cache entry behind. When the extraction is distributed (under torchrun, see
+    :func:`extract_features`), the first process alone writes the file, and it is reused only
+    if every process sees it (so processes without a shared file system all extract, rather
+    than some waiting in a collective the others skip).
     """
+    import torch.distributed as dist
+
+    distributed = extract_options.get("distributed")
+    if distributed is None:
+        distributed = dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+    writer = not distributed or dist.get_rank() == 0
     cache = Path(cache_dir)
-    cache.mkdir(parents=True, exist_ok=True)
     target = cache / f"{key}.npz"
-    if target.is_file():
+    found = target.is_file()
+    if distributed:
+        found = _on_every_process(found)
+    if found:
         with np.load(target) as stored:
             return stored["features"], stored["labels"]
     feats, labels = extract_features(model, dataset, **extract_options)
+    if not writer:
+        return feats, labels
+    cache.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=cache, suffix=".npz.tmp")
     try:
         with os.fdopen(fd, "wb") as fh:

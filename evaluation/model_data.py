@@ -22,7 +22,12 @@ from typing import Any
 
 import numpy as np
 
-from evaluation.features import cached_features, checkpoint_fingerprint, feature_cache_key
+from evaluation.features import (
+    AMP_MODES,
+    cached_features,
+    checkpoint_fingerprint,
+    feature_cache_key,
+)
 from evaluation.subsets import limit_indices, read_subset_file, subset_from_names
 
 #: seeds of the evaluation subsets of the train and test splits (``max_train`` / ``max_test``)
@@ -73,6 +78,12 @@ class ModelData:
         SimCLR-style file lists that fix the labelled subset of a fraction (ImageFolder only).
     batch_size, device, progress
         Feature extraction and training settings the protocols use.
+    num_workers : int
+        DataLoader worker processes of the feature extraction and of the trained probes'
+        and fine-tuning's loaders (0 loads in the main process); results do not depend on it.
+    amp : {"off", "bf16", "fp16"}
+        Autocast of the feature extraction (features are stored in float32 and cached under
+        their own key); the trained probes and fine-tuning run in float32.
     content_hash : bool
         Identify the checkpoint by a SHA-256 of its bytes (else path + size + mtime).
     """
@@ -89,6 +100,8 @@ class ModelData:
         device: str | None = None,
         progress: bool = True,
         content_hash: bool = True,
+        num_workers: int = 0,
+        amp: str = "off",
     ) -> None:
         import adapters
         from adapters.data import eval_transform
@@ -96,7 +109,12 @@ class ModelData:
         self.checkpoint = os.fspath(checkpoint)
         self.data = data
         self.cache_dir = os.fspath(cache_dir)
+        if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0:
+            raise ValueError(f"num_workers must be an integer >= 0, got {num_workers!r}")
+        if amp not in AMP_MODES:
+            raise ValueError(f"amp must be one of {AMP_MODES}, got {amp!r}")
         self.batch_size, self.device, self.progress = batch_size, device, progress
+        self.num_workers, self.amp = num_workers, amp
         self.model, self.meta = adapters.load_encoder(self.checkpoint, features=features)
         # the same file gives other features through the projector: part of the cache key
         fingerprint = checkpoint_fingerprint(self.checkpoint, content_hash=content_hash)
@@ -169,6 +187,7 @@ class ModelData:
             root=data.root,
             length=len(full),
             indices=idx,
+            amp=self.amp,
         )
         return cached_features(
             self.model,
@@ -177,6 +196,8 @@ class ModelData:
             key=key,
             batch_size=self.batch_size,
             device=self.device,
+            num_workers=self.num_workers,
+            amp=self.amp,
             progress=self.progress,
             desc=f"{data.name} {'train' if train else 'test'} features",
         )

@@ -53,8 +53,9 @@ class DataConfig:
     """The data every unit uses.
 
     Training always sees the whole official training split (60,000 images, no labels).
-    ``eval_train_limit`` / ``eval_test_limit`` keep the first N images of the official splits
-    for evaluation (None: all 60,000 / 10,000); only ``--quick`` sets them. ``val_fraction`` of
+    ``eval_train_limit`` / ``eval_test_limit`` evaluate on a seeded random subset of N images
+    of each official split, kept in data-set order (:func:`evaluation.subsets.limit_indices`;
+    None: all 60,000 / 10,000); only ``--quick`` sets them. ``val_fraction`` of
     the labelled training images is carved out (class-balanced, per seed) for every selection a
     protocol makes (regularisation of a probe, fine-tuning epoch); the test split is only ever
     scored.

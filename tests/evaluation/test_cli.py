@@ -202,3 +202,56 @@ def test_an_existing_report_is_replaced_only_with_overwrite(tmp_path, capsys):
     assert "plots" not in printed  # no plot was written, so none is announced
     assert not (out / "embedding_2d.png").exists()  # no stale plot beside the new results
     assert "knn_5" in json.loads((out / "results.json").read_text())["results"]["m/backbone"]
+
+
+def test_workers_and_amp_reach_extraction_and_every_loader(tmp_path, monkeypatch):
+    from evaluation import features
+
+    extracted, loaders = [], []
+    extract, loader = features.extract_features, features.data_loader
+
+    def spy_extract(model, dataset, **options):
+        extracted.append((options["amp"], options["num_workers"]))
+        return extract(model, dataset, **options)
+
+    def spy_loader(dataset, **options):
+        loaders.append(options["num_workers"])
+        return loader(dataset, **options)
+
+    monkeypatch.setattr(features, "extract_features", spy_extract)
+    monkeypatch.setattr(features, "data_loader", spy_loader)
+    ckpt = _export(tmp_path / "m" / "backbone.pt", 0)
+    out = tmp_path / "report"
+    assert main(_tiny_argv(ckpt, out, "--protocols", "knn,sgd-linear", "--probe-epochs", "1",
+                           "--batch-size", "64", "--workers", "1", "--amp", "bf16")) == 0
+    assert extracted == [("bf16", 1), ("bf16", 1)]  # train and test features
+    # 2 extraction loaders, then the probe's train, validation and test loaders
+    assert loaders == [1] * 5
+    # bfloat16 features are cached apart from float32 ones, never reused for them
+    key = dict(checkpoint="c", dataset="digits", split="train", transform=None)
+    assert features.feature_cache_key(**key, amp="bf16") != features.feature_cache_key(**key)
+    with pytest.raises(SystemExit):
+        main(_tiny_argv(ckpt, tmp_path / "r2", "--workers", "-1"))
+
+
+def test_threads_limits_the_blas_pools_of_the_protocols(tmp_path, monkeypatch):
+    from threadpoolctl import threadpool_info
+
+    from evaluation import protocols
+
+    seen = []
+
+    def spy(data, options):
+        seen.append({p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"})
+        return protocols.ProtocolResult({"knn_5": 0.5}, frozenset({"knn_5"}))
+
+    monkeypatch.setitem(protocols.PROTOCOLS, "knn",
+                        protocols.Protocol("knn", spy, protocols.KNNOptions))
+    unlimited = {p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"}
+    ckpt = _export(tmp_path / "m" / "backbone.pt", 0)
+    assert main(_tiny_argv(ckpt, tmp_path / "a", "--protocols", "knn", "--threads", "1")) == 0
+    assert main(_tiny_argv(ckpt, tmp_path / "b", "--protocols", "knn")) == 0
+    assert seen == [{1}, unlimited] and unlimited  # default: the libraries' own thread count
+    assert {p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"} == unlimited
+    with pytest.raises(SystemExit):
+        main(_tiny_argv(ckpt, tmp_path / "c", "--threads", "0"))
