@@ -328,18 +328,29 @@ def compute_loss(
     try:
         with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
             base_loss, base_parts, embeddings = model(views)
+        embeddings = [e.float() for e in embeddings]
+        finite = all(bool(torch.isfinite(e).all()) for e in embeddings)
     except NonFiniteInput:
-        # the base loss refuses non-finite embeddings (on every rank alike: it checks the
-        # gathered batch); for a training run that is a divergence, not bad input
-        nan = torch.full((), float("nan"), device=device)
-        return StepLoss(nan, nan, {}, torch.zeros((), device=device), {}, False)
-    embeddings = [e.float() for e in embeddings]
-    finite = all(bool(torch.isfinite(e).all()) for e in embeddings)
+        # the base loss refuses non-finite embeddings: for a training run that is a
+        # divergence, not bad input
+        base_loss, base_parts, finite = torch.full((), float("nan"), device=device), {}, False
+    # every process must take the same branch: one that skipped the criterion while the
+    # others entered its all_gather would leave them all waiting forever
+    finite = _on_every_process(finite, device)
     crit_loss, crit_parts = torch.zeros((), device=device), {}
     if criterion is not None and finite:
         crit_loss, crit_parts = criterion(*embeddings)
     loss = base_loss.float() + crit_loss
     return StepLoss(loss, base_loss, base_parts, crit_loss, crit_parts, finite)
+
+
+def _on_every_process(flag: bool, device: torch.device) -> bool:
+    """``flag`` AND-ed over the processes of the default group (the flag itself in one)."""
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return flag
+    t = torch.tensor(float(flag), device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MIN)
+    return bool(t.item())
 
 
 # ----------------------------------------------------------------------------------------

@@ -113,3 +113,41 @@ def test_torchrun_training_run(tmp_path):
     assert state["step"] == 2 and state["data_order"]["world_size"] == 2
     # rank 0 alone writes metrics; the global batch (2 x 4 = 8 >= 5) satisfies E2MC
     assert len((tmp_path / "metrics.jsonl").read_text().splitlines()) == 2
+
+
+def _nan_on_one_rank_worker(rank: int, port: int, out: str, method: str) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", rank=rank, world_size=WORLD)
+    ddp = nn.parallel.DistributedDataParallel(_model(method), broadcast_buffers=False)
+    rows = slice(rank * LOCAL_BATCH, (rank + 1) * LOCAL_BATCH)
+    views = [v[rows].clone() for v in _views(method)]
+    if rank == 1:
+        for v in views:
+            v[0] = float("nan")  # rank 1's embeddings go non-finite, rank 0's stay finite
+    crit = build_criterion(tiny_config("x", method, criterion="e2mc"))
+    out_loss = compute_loss(ddp, crit, views)
+    Path(f"{out}.{rank}").write_text(str(out_loss.finite))
+    dist.destroy_process_group()
+
+
+@pytest.mark.parametrize("method", ["simsiam", "vicreg"])
+def test_non_finite_embeddings_on_one_rank_stop_every_rank(tmp_path, method):
+    """Rank 1 skipped E2MC while rank 0 waited in its all_gather: both hung (SimSiam's loss
+    needs no collective, so nothing else brought the ranks back in step)."""
+    ctx = mp.get_context("spawn")
+    port, out = _free_port(), str(tmp_path / "finite")
+    procs = [ctx.Process(target=_nan_on_one_rank_worker, args=(r, port, out, method))
+             for r in range(WORLD)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(timeout=180)
+    hung = [p.pid for p in procs if p.is_alive()]
+    for p in procs:
+        if p.is_alive():
+            p.kill()
+    assert not hung, "the ranks deadlocked"
+    assert [p.exitcode for p in procs] == [0, 0]
+    # every rank learns that the step diverged, so every rank raises the divergence error
+    assert [Path(f"{out}.{r}").read_text() for r in range(WORLD)] == ["False", "False"]
