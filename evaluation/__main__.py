@@ -128,7 +128,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "probes, numpy, faiss) to N per process; default: the libraries' own "
                         "(all cores), as in scikit-learn")
     p.add_argument("--amp", default="off", choices=AMP_MODES,
-                   help="autocast the feature extraction (features are kept in float32)")
+                   help="autocast the feature extraction (features are kept in float32) and the "
+                        "forward passes of sgd-linear and semisup")
     p.add_argument("--cache-dir", default=None, help="feature cache (default OUT/feature_cache)")
     p.add_argument("--fast-hash", action="store_true",
                    help="identify checkpoints by path+size+mtime instead of a content hash")

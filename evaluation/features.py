@@ -121,8 +121,7 @@ def _forward(model: Any, loader: Any, device: str, amp: str, *, progress: bool,
     import torch
     from tqdm.auto import tqdm
 
-    autocast = torch.autocast(torch.device(device).type, enabled=amp != "off",
-                              dtype=torch.bfloat16 if amp == "bf16" else torch.float16)
+    autocast = autocast_context(device, amp)
     was_training = model.training
     model.eval()
     model.to(device)
@@ -142,6 +141,14 @@ def _forward(model: Any, loader: Any, device: str, amp: str, *, progress: bool,
     if not feats:  # an empty shard
         return torch.empty(0, 0), torch.empty(0, dtype=torch.int64)
     return torch.cat(feats), torch.cat(labels)
+
+
+def autocast_context(device: str, amp: str) -> Any:
+    """``torch.autocast`` on ``device``'s type for an :data:`AMP_MODES` mode ("off": disabled)."""
+    import torch
+
+    return torch.autocast(torch.device(device).type, enabled=amp != "off",
+                          dtype=torch.bfloat16 if amp == "bf16" else torch.float16)
 
 
 def shard_bounds(n: int, world: int) -> list[int]:

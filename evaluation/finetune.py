@@ -28,6 +28,7 @@ def finetune(
     device: str | None = None,
     seed: int = 0,
     num_workers: int = 0,
+    amp: str = "off",
     progress: bool = True,
 ) -> ClassifierResult:
     """Fine-tune ``backbone`` plus a linear head; returns test accuracy of the best-val epoch.
@@ -44,6 +45,8 @@ def finetune(
         views of the held-out part of it.
     num_classes, epochs, trunk_lr, head_lr, batch_size, weight_decay, device, seed
         Training settings; ``seed`` fixes head initialisation and batch order.
+    num_workers, amp
+        DataLoader workers and autocast mode (:func:`evaluation.training.train_classifier`).
 
     Returns
     -------
@@ -77,5 +80,6 @@ def finetune(
         device=device,
         seed=seed,
         num_workers=num_workers,
+        amp=amp,
         progress=progress,
     )

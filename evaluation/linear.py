@@ -202,6 +202,7 @@ def sgd_linear_probe(
     device: str | None = None,
     seed: int = 0,
     num_workers: int = 0,
+    amp: str = "off",
     progress: bool = True,
 ) -> Any:
     """The paper's linear evaluation: a linear layer trained by SGD on a frozen backbone.
@@ -210,7 +211,8 @@ def sgd_linear_probe(
     cosine schedule to 0 over ``epochs``; ``train_set`` should yield augmented views (see
     :func:`probe_train_transform`), ``val_set`` and ``test_set`` center views. The backbone
     stays in eval mode with no gradient. The head of the epoch with the best validation top-1
-    is scored once on ``test_set``.
+    is scored once on ``test_set``. ``num_workers`` and ``amp`` are those of
+    :func:`evaluation.training.train_classifier`.
 
     Returns
     -------
@@ -243,5 +245,6 @@ def sgd_linear_probe(
         device=device,
         seed=seed,
         num_workers=num_workers,
+        amp=amp,
         progress=progress,
     )

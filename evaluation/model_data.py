@@ -83,7 +83,7 @@ class ModelData:
         and fine-tuning's loaders (0 loads in the main process); results do not depend on it.
     amp : {"off", "bf16", "fp16"}
         Autocast of the feature extraction (features are stored in float32 and cached under
-        their own key); the trained probes and fine-tuning run in float32.
+        their own key) and of the forward passes of the trained probes and fine-tuning.
     content_hash : bool
         Identify the checkpoint by a SHA-256 of its bytes (else path + size + mtime).
     """

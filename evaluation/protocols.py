@@ -250,7 +250,7 @@ def _train_on_subset(data: ModelData, fraction: float, seed: int, options: Any) 
     test_set = data.images(False, data.eval_transform, data.test_idx)
     common = dict(num_classes=data.num_classes, batch_size=options.batch_size,
                   device=data.device, seed=seed, num_workers=data.num_workers,
-                  progress=data.progress)
+                  amp=data.amp, progress=data.progress)
     if isinstance(options, SemisupOptions):
         return finetune(copy.deepcopy(data.model), train_set, val_set, test_set,
                         epochs=options.finetune_epochs, trunk_lr=options.trunk_lr,

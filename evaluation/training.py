@@ -44,20 +44,25 @@ def train_classifier(
     seed: int = 0,
     num_workers: int = 0,
     pin_memory: bool | None = None,
+    amp: str = "off",
     progress: bool = True,
 ) -> ClassifierResult:
     """Train ``Linear(trunk(x))``; ``trunk_lr=None`` freezes the trunk (eval mode, no grad).
 
     ``num_workers`` and ``pin_memory`` (default: on CUDA) apply to the train, validation and
-    test loaders (:func:`evaluation.features.data_loader`). Returns the test top-1 / top-5 of
+    test loaders (:func:`evaluation.features.data_loader`). ``amp`` ("off", "bf16", "fp16")
+    autocasts the forward passes; the loss is taken in float32, the weights stay float32, and
+    fp16 gradients are scaled (``torch.amp.GradScaler``). Returns the test top-1 / top-5 of
     the epoch with the best validation top-1 (the earliest such epoch on ties).
     """
     import torch
     from torch import nn
     from tqdm.auto import tqdm
 
-    from evaluation.features import data_loader
+    from evaluation.features import AMP_MODES, autocast_context, data_loader
 
+    if amp not in AMP_MODES:
+        raise ValueError(f"amp must be one of {AMP_MODES}, got {amp!r}")
     if epochs < 1:
         raise ValueError(f"epochs must be >= 1, got {epochs}")
     if num_classes < 2:
@@ -92,6 +97,8 @@ def train_classifier(
         val_loader = data_loader(val_set, **loading)
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs * len(loader))
         loss_fn = nn.CrossEntropyLoss()
+        autocast = autocast_context(device, amp)
+        scaler = torch.amp.GradScaler(torch.device(device).type, enabled=amp == "fp16")
         best, best_epoch, val_curve = None, 0, []
         for epoch in tqdm(range(epochs), desc="train", disable=not progress, leave=False):
             trunk.train(not frozen)
@@ -99,17 +106,20 @@ def train_classifier(
             for images, target in loader:
                 images = images.to(device, non_blocking=loader.pin_memory)
                 target = target.to(device, non_blocking=loader.pin_memory)
-                if frozen:
-                    with torch.no_grad():
+                with autocast:
+                    if frozen:
+                        with torch.no_grad():
+                            feats = trunk(images)
+                    else:
                         feats = trunk(images)
-                else:
-                    feats = trunk(images)
-                loss = loss_fn(head(feats), target)
+                    scores = head(feats)
+                loss = loss_fn(scores.float(), target)
                 opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
+                scaler.scale(loss).backward()
+                scaler.step(opt)
+                scaler.update()
                 sched.step()
-            val_acc = _accuracy(trunk, head, val_loader, device)[0]
+            val_acc = _accuracy(trunk, head, val_loader, device, amp)[0]
             val_curve.append(val_acc)
             if best is None or val_acc > max(val_curve[:-1]):
                 best_epoch = epoch + 1
@@ -120,7 +130,7 @@ def train_classifier(
         head.load_state_dict(best[0])
         if best[1] is not None:
             trunk.load_state_dict(best[1])
-        top1, top5 = _accuracy(trunk, head, data_loader(test_set, **loading), device)
+        top1, top5 = _accuracy(trunk, head, data_loader(test_set, **loading), device, amp)
     for p, flag in zip(trunk.parameters(), grad_flags, strict=True):
         p.requires_grad_(flag)
     return ClassifierResult(top1=top1, top5=top5, best_epoch=best_epoch, val_top1=val_curve)
@@ -140,13 +150,17 @@ def _feature_dim(trunk: Any, data: Any, device: str) -> int:
     return int(out.shape[-1])
 
 
-def _accuracy(trunk: Any, head: Any, loader: Any, device: str) -> tuple[float, float]:
+def _accuracy(
+    trunk: Any, head: Any, loader: Any, device: str, amp: str = "off"
+) -> tuple[float, float]:
     import torch
+
+    from evaluation.features import autocast_context
 
     trunk.eval()
     head.eval()
     scores, labels = [], []
-    with torch.no_grad():
+    with torch.no_grad(), autocast_context(device, amp):
         for images, target in loader:
             images = images.to(device, non_blocking=loader.pin_memory)
             scores.append(head(trunk(images)).float().cpu().numpy())

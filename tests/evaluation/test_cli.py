@@ -218,8 +218,18 @@ def test_workers_and_amp_reach_extraction_and_every_loader(tmp_path, monkeypatch
         loaders.append(options["num_workers"])
         return loader(dataset, **options)
 
+    from evaluation import training
+
+    trained = []
+    train = training.train_classifier
+
+    def spy_train(*args, **options):
+        trained.append(options["amp"])
+        return train(*args, **options)
+
     monkeypatch.setattr(features, "extract_features", spy_extract)
     monkeypatch.setattr(features, "data_loader", spy_loader)
+    monkeypatch.setattr(training, "train_classifier", spy_train)
     ckpt = _export(tmp_path / "m" / "backbone.pt", 0)
     out = tmp_path / "report"
     assert main(_tiny_argv(ckpt, out, "--protocols", "knn,sgd-linear", "--probe-epochs", "1",
@@ -227,6 +237,7 @@ def test_workers_and_amp_reach_extraction_and_every_loader(tmp_path, monkeypatch
     assert extracted == [("bf16", 1), ("bf16", 1)]  # train and test features
     # 2 extraction loaders, then the probe's train, validation and test loaders
     assert loaders == [1] * 5
+    assert trained == ["bf16"]  # the probe's forward passes too
     # bfloat16 features are cached apart from float32 ones, never reused for them
     key = dict(checkpoint="c", dataset="digits", split="train", transform=None)
     assert features.feature_cache_key(**key, amp="bf16") != features.feature_cache_key(**key)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from torch import nn
 from torch.utils.data import Dataset, get_worker_info
@@ -42,3 +43,21 @@ def _train(num_workers: int):
 def test_every_loader_uses_the_workers_and_results_do_not_change():
     with_workers = _train(1)
     assert with_workers == _train(0)
+
+
+def test_amp_autocasts_the_forward_passes_and_keeps_float32_weights():
+    for amp, dtype in (("off", torch.float32), ("bf16", torch.bfloat16)):
+        torch.manual_seed(0)
+        trunk = nn.Sequential(nn.Flatten(), nn.Linear(4, 6))
+        trunk.feature_dim = 6  # no shape probe: every forward pass seen is a real one
+        seen = set()
+        trunk.register_forward_hook(lambda _m, _i, out, seen=seen: seen.add(out.dtype))
+        sets = [_WorkerOnly(n, need_worker=False, seed=s) for n, s in ((24, 0), (9, 1), (12, 2))]
+        res = train_classifier(trunk, *sets, num_classes=3, epochs=2, head_lr=0.5, trunk_lr=0.1,
+                               batch_size=8, device="cpu", amp=amp, progress=False)
+        assert seen == {dtype}, amp  # training, validation and test passes alike
+        assert all(p.dtype == torch.float32 for p in trunk.parameters())
+        assert 0 <= res.top1 <= 1 and len(res.val_top1) == 2
+    with pytest.raises(ValueError, match="amp must be one of"):
+        train_classifier(trunk, *sets, num_classes=3, epochs=1, head_lr=0.5, trunk_lr=None,
+                         device="cpu", amp="fp8", progress=False)
