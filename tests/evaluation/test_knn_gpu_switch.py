@@ -1,6 +1,6 @@
 """Which faiss index serves a search: the GPU copy only when a GPU exists and k <= 2048.
 
-faiss's GPU search is limited to k <= 2048, so the searcher keeps a CPU index for larger k.
+X
 This machine has CPU faiss, so the GPU side is stood in for by a recording fake (its "GPU
 index" is a CPU IndexFlatIP), to check the switch itself.
 """
@@ -53,11 +53,36 @@ def test_no_gpu_no_gpu_index(monkeypatch, bank):
 
 def test_gpu_serves_k_up_to_2048_and_the_cpu_index_the_rest(monkeypatch, bank):
     cpu = knn._make_searcher(bank[0], "faiss", normalize=True)  # this machine: no GPU
-    fake = FakeGpu()
+    searches: list[int] = []
+
+    class RecordingGpuIndex:
+        """GpuIndexFlatIP stand-in: a CPU IndexFlatIP that records the k of every search."""
+
+        def __init__(self, resources, dim, config):
+            assert config.device == 0  # the first GPU: the only one a one-GPU machine has
+            self.index = faiss.IndexFlatIP(dim)
+
+        @property
+        def ntotal(self):
+            return self.index.ntotal
+
+        def add(self, block):
+            self.index.add(block)
+
+        def search(self, q, k):
+            searches.append(k)
+            return self.index.search(q, k)
+
+    class Config:
+        device = -1
+
     monkeypatch.setattr(faiss, "StandardGpuResources", object, raising=False)
     monkeypatch.setattr(faiss, "get_num_gpus", lambda: 1)
-    monkeypatch.setattr(faiss, "index_cpu_to_gpu", fake.to_gpu, raising=False)
+    monkeypatch.setattr(faiss, "GpuIndexFlatConfig", Config, raising=False)
+    monkeypatch.setattr(faiss, "GpuIndexFlatIP", RecordingGpuIndex, raising=False)
+    monkeypatch.setattr(faiss, "index_gpu_to_cpu", lambda gpu: gpu.index, raising=False)
+    monkeypatch.setattr(knn, "_gpu_free_bytes", lambda gpus: [2**40] * gpus)
     search = knn._make_searcher(bank[0], "faiss", normalize=True)
     for k in (1, 2048, 2049):
         np.testing.assert_array_equal(search(bank[1], k)[1], cpu(bank[1], k)[1])
-    assert fake.searches == [1, 2048]
+    assert searches == [1, 2048]  # k = 2049 went to the CPU copy
