@@ -1,6 +1,7 @@
 """Which faiss index serves a search: the GPU copy only when a GPU exists and k <= 2048.
 
-X
+faiss's GPU search is limited to k <= 2048, so the searcher copies the index to the CPU for a
+larger k (only when such a search comes).
 This machine has CPU faiss, so the GPU side is stood in for by a recording fake (its "GPU
 index" is a CPU IndexFlatIP), to check the switch itself.
 """
