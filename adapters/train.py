@@ -465,16 +465,19 @@ class Process:
         device = _resolve_device(config.device, int(os.environ.get("LOCAL_RANK", "0")))
         if config.sync_bn and world > 1 and device.type == "cpu":
             raise ValueError("--sync-bn needs GPUs: torch's SyncBatchNorm does not run on CPU")
-        global_batch = config.batch_size * world
+        return cls(world, int(os.environ.get("RANK", "0")), device)
+
+    def check_global_batch(self, config: TrainConfig) -> None:
+        """The global batch must be large enough for the criterion."""
+        global_batch = config.batch_size * self.world
         need = min_batch(config.criterion, config.m)
         if global_batch < need:
             raise ValueError(
                 f"criterion {config.criterion!r} needs a global batch of at least {need}"
                 + (f" (2m+1 with m={config.m})" if config.criterion == "e2mc" and config.m
                    else "")
-                + f", got {global_batch} ({config.batch_size} per process x {world})"
+                + f", got {global_batch} ({config.batch_size} per process x {self.world})"
             )
-        return cls(world, int(os.environ.get("RANK", "0")), device)
 
     @property
     def is_main(self) -> bool:
@@ -677,6 +680,9 @@ def train(config: TrainConfig, *, resume: str | None = None) -> TrainResult:
         raise FileExistsError(f"{out} already holds a run (checkpoint.pt); use --resume to "
                               "continue it, --overwrite to replace it, or another --out")
     process = Process.from_environment(config)
+    if saved is not None:
+        _check_same_world(saved, process, resume)
+    process.check_global_batch(config)
     info, dataset = _training_data(config, process)
     state, criterion, notes = _start_state(config, info, process, dataset, saved)
     if saved is not None and state.finished:
@@ -884,6 +890,20 @@ def _read_run(path: str) -> dict[str, Any]:
     if state.get("format") != CHECKPOINT_FORMAT:
         raise ValueError(f"{path} is not a checkpoint written by adapters.train")
     return state
+
+
+def _check_same_world(saved: Mapping[str, Any], process: Process, path: str) -> None:
+    """Refuse to resume on another number of processes: the data order (one shard per process)
+    and the learning rate (scaled by the global batch) would silently change."""
+    world = saved["data_order"]["world_size"]
+    if world != process.world:
+        batch = saved["config"]["batch_size"]
+        raise ValueError(
+            f"{path} was saved by a run of {world} process(es) (global batch {world * batch}); "
+            f"this is {process.world} process(es) (global batch {process.world * batch}). "
+            f"Resume it with {world} process(es) (torchrun --nproc_per_node={world} for "
+            "several), or start a new run from it with --checkpoint"
+        )
 
 
 #: command-line flags of the config fields whose flag is not ``--<field with dashes>``

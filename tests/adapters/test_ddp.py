@@ -151,3 +151,25 @@ def test_non_finite_embeddings_on_one_rank_stop_every_rank(tmp_path, method):
     assert [p.exitcode for p in procs] == [0, 0]
     # every rank learns that the step diverged, so every rank raises the divergence error
     assert [Path(f"{out}.{r}").read_text() for r in range(WORLD)] == ["False", "False"]
+
+
+@pytest.mark.skipif(not dist.is_gloo_available(), reason="torch built without gloo")
+def test_resume_on_another_number_of_processes_is_refused(tmp_path, capsys):
+    from adapters.continue_train import EXIT_BAD_INPUT, main
+
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
+           "--master_port", str(_free_port()), "-m", "adapters.pretrain",
+           "--method", "vicreg", "--backbone", "small_cnn", "--dataset", "fake",
+           "--batch-size", "4", "--max-steps", "2", "--criterion", "e2mc",
+           "--head-option", "expander_dim=32", "--no-progress", "--device", "cpu",
+           "--out", str(tmp_path)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    before = (tmp_path / "checkpoint.pt").read_bytes()
+    code = main(["--resume", "--out", str(tmp_path), "--max-steps", "4"], mode="pretrain")
+    assert code == EXIT_BAD_INPUT
+    err = capsys.readouterr().err
+    assert "saved by a run of 2 process(es) (global batch 8)" in err
+    assert "this is 1 process(es) (global batch 4)" in err
+    assert (tmp_path / "checkpoint.pt").read_bytes() == before
