@@ -18,8 +18,8 @@ PAPER = {
 
 @pytest.mark.parametrize("method", sorted(PAPER))
 def test_method_defaults_hold_the_paper_settings(method):
-    d = METHODS[method].defaults
-    assert (d.transform, d.ent_coeff, d.cov_coeff) == PAPER[method]
+    settings = METHODS[method].reference_settings()
+    assert (settings["transform"], settings["ent_coeff"], settings["cov_coeff"]) == PAPER[method]
 
 
 def test_swav_uses_larc_clipping():

@@ -20,4 +20,6 @@ def test_jitter_default_seed_is_zero_in_direct_calls_and_estimate(name):
     direct = func(x, m=20, ties="jitter")
     np.testing.assert_array_equal(direct, func(x, m=20, ties="jitter", seed=0))
     assert not np.array_equal(direct, func(x, m=20, ties="jitter", seed=1))
-    np.testing.assert_array_equal(direct, entropylib.estimate(x, name, m=20, ties="jitter"))
+    # the numpy backend: numba's kernels may differ from numpy's in the last bits
+    from_estimate = entropylib.estimate(x, name, m=20, ties="jitter", backend="numpy")
+    np.testing.assert_array_equal(direct, from_estimate)
