@@ -28,7 +28,7 @@ import os
 import signal
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -450,6 +450,30 @@ class StopFlag:
             signal.signal(signum, handler)
 
 
+_STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+def ignore_stop_signals(worker_id: int) -> None:
+    """DataLoader workers ignore SIGTERM/SIGINT: a scheduler that cancels or preempts a job
+    signals the whole process group, and a worker killed by it would take the loop down before
+    the main process (which :class:`StopFlag` lets finish the step) writes its checkpoint.
+    Workers still end with the main process, which shuts them down."""
+    for signum in _STOP_SIGNALS:
+        signal.signal(signum, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)  # blocked by start_workers
+
+
+def start_workers(loader: DataLoader) -> Iterator:
+    """``iter(loader)`` with the stop signals blocked while its workers are forked, so that none
+    can kill a worker before :func:`ignore_stop_signals` runs in it; a signal sent meanwhile
+    reaches this process when they are unblocked."""
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+    try:
+        return iter(loader)
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
 @dataclass
 class Process:
     """Where this process trains: its rank among ``world`` processes and its device."""
@@ -815,9 +839,10 @@ def _loop(state: TrainingState, writer: CheckpointWriter, log: MetricsLog | None
             loader = DataLoader(dataset, sampler=sampler, batch_size=c.batch_size,
                                 num_workers=c.workers, drop_last=True,
                                 pin_memory=process.device.type == "cuda",
+                                worker_init_fn=ignore_stop_signals,
                                 generator=epoch_generator(c.seed, state.epoch))
             tic = time.perf_counter()
-            for batch, _ in loader:
+            for batch, _ in start_workers(loader):
                 batch = [v.to(process.device, non_blocking=True) for v in batch]
                 epoch, lr = state.epoch, state.lr()
                 try:
