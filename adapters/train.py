@@ -522,7 +522,7 @@ class TrainingState:
         self.steps_per_epoch = steps_per_epoch
         self.step, self.epoch, self.epoch_step = 0, base_epoch, 0
         self.base_epoch, self.end_epoch = base_epoch, base_epoch + config.epochs
-        self.world = process.world
+        self.world, self.rank = process.world, process.rank
         global_batch = config.batch_size * process.world
         d = METHODS[config.method].defaults
         self.peak_lr = config.lr if config.lr is not None else d.base_lr * global_batch / 256
@@ -569,7 +569,18 @@ class TrainingState:
                if t.is_floating_point() and not bool(torch.isfinite(t).all())]
         return ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
 
-    def payload(self) -> dict[str, Any]:
+    def process_states(self) -> list[dict[str, torch.Tensor]]:
+        """Every process's own state of the heads (e.g. SwAV's queue), by rank. Every process
+        must call it (it gathers)."""
+        mine = {k: v.cpu() for k, v in self.model.heads.process_state().items()}
+        if self.world == 1:
+            return [mine]
+        every: list[Any] = [None] * self.world
+        dist.all_gather_object(every, mine)
+        return every
+
+    def payload(self, process_states: list[dict[str, torch.Tensor]]) -> dict[str, Any]:
+        """The checkpoint's contents; ``process_states`` from :meth:`process_states`."""
         c = self.config
         return {
             "format": CHECKPOINT_FORMAT,
@@ -586,6 +597,7 @@ class TrainingState:
             "data_order": {"seed": c.seed, "epoch": self.epoch,
                            "position": self.epoch_step * c.batch_size, "world_size": self.world},
             "rng": rng_state(),
+            "process_states": process_states,
             "config": dataclasses.asdict(c),
         }
 
@@ -593,6 +605,9 @@ class TrainingState:
         """Continue from a checkpoint's state (the model's weights are already loaded)."""
         self.optimizer.load_state_dict(payload["optimizer"])
         self.scaler.load_state_dict(payload["scaler"])
+        # checkpoints written before per-process state existed had none to save
+        own = payload.get("process_states", [{}] * self.world)[self.rank]
+        self.model.heads.load_process_state(own)
         self.step, self.epoch = payload["step"], payload["epoch"]
         self.epoch_step, self.base_epoch = payload["epoch_step"], payload["base_epoch"]
         # the stopping point is the config's: a resumed run may be given new epochs
@@ -618,12 +633,14 @@ class CheckpointWriter:
         if bad:
             raise NonFiniteLoss(f"the state after step {state.step} (epoch {state.epoch}) is not "
                                 f"finite ({bad}), so it was not saved. " + self.last_good_text())
+        process_states = state.process_states()
         if self.is_main:
             # the file replaced becomes the previous generation only if it is this run's own
             # good checkpoint (not, e.g., a damaged one resumed around)
             keep = self.last_good is not None and self.last_good[0].resolve() == \
                 self.path.resolve()
-            checkpoints.save_checkpoint(self.path, state.payload(), keep_previous=keep)
+            checkpoints.save_checkpoint(self.path, state.payload(process_states),
+                                        keep_previous=keep)
         self.last_good = (self.path, state.step)
         return self.path
 
@@ -771,6 +788,7 @@ def _start_state(
     criterion = build_criterion(config)
     if process.world > 1 and not dist.is_initialized():
         dist.init_process_group("nccl" if process.device.type == "cuda" else "gloo")
+    loaded.model.heads.set_world_size(process.world)
     model = loaded.model.to(process.device)
     if config.sync_bn and process.world > 1:
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
