@@ -277,10 +277,20 @@ def build_optimizer(
     return LARS(split, lr=lr, weight_decay=wd, momentum=momentum, eta=d.eta, clip=d.clip)
 
 
-def _resolve_device(name: str | None, local_rank: int) -> torch.device:
+def resolve_device(name: str | None, *, world: int, local_rank: int) -> torch.device:
+    """The device of process ``local_rank`` on its machine, in a run of ``world`` processes.
+
+    ``name`` is ``--device``: None for CUDA when available (else CPU); ``"cuda"`` is this
+    process's own GPU, ``cuda:LOCAL_RANK``. An explicit index under torchrun would put every
+    process on that one GPU, so it is refused.
+    """
     if name is None:
         name = "cuda" if torch.cuda.is_available() else "cpu"
     device = torch.device(name)
+    if device.index is not None and world > 1:
+        raise ValueError(f"--device {name} would put every torchrun process on one device; give "
+                         f"the type only (--device {device.type}: each process then uses the "
+                         "GPU of its LOCAL_RANK)")
     if device.type == "cuda":
         if not torch.cuda.is_available():
             raise ValueError("device 'cuda' requested but CUDA is not available")
@@ -484,11 +494,16 @@ class Process:
 
     @classmethod
     def from_environment(cls, config: TrainConfig) -> Process:
-        """Rank and world size as ``torchrun`` sets them (1 process otherwise)."""
+        """Rank and world size as ``torchrun`` sets them (1 process otherwise); a CUDA device
+        becomes the current one."""
         world = int(os.environ.get("WORLD_SIZE", "1"))
-        device = _resolve_device(config.device, int(os.environ.get("LOCAL_RANK", "0")))
+        device = resolve_device(config.device, world=world,
+                                local_rank=int(os.environ.get("LOCAL_RANK", "0")))
         if config.sync_bn and world > 1 and device.type == "cpu":
             raise ValueError("--sync-bn needs GPUs: torch's SyncBatchNorm does not run on CPU")
+        if device.type == "cuda":
+            # pinned memory, NCCL and every bare "cuda" use the current GPU: GPU 0 unless set
+            torch.cuda.set_device(device)
         return cls(world, int(os.environ.get("RANK", "0")), device)
 
     def check_global_batch(self, config: TrainConfig) -> None:
@@ -984,6 +999,7 @@ __all__ = [
     "build_optimizer",
     "compute_loss",
     "min_batch",
+    "resolve_device",
     "resumed_config",
     "train",
     "train_step",
