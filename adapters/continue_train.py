@@ -118,7 +118,8 @@ def build_parser(mode: str) -> argparse.ArgumentParser:
     p.add_argument("--warmup-epochs", type=float, default=0.0)
     p.add_argument("--final-lr", type=float, default=0.0)
     p.add_argument("--amp", choices=AMP_MODES, default="off")
-    p.add_argument("--device", help="default: cuda if available, else cpu")
+    p.add_argument("--device", help="default: cuda if available, else cpu; under torchrun give "
+                   "the type only: each process uses the GPU of its LOCAL_RANK")
     p.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--save-every", type=int, default=0, help="also checkpoint every N steps")

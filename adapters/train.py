@@ -28,7 +28,7 @@ import os
 import signal
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -277,10 +277,20 @@ def build_optimizer(
     return LARS(split, lr=lr, weight_decay=wd, momentum=momentum, eta=d.eta, clip=d.clip)
 
 
-def _resolve_device(name: str | None, local_rank: int) -> torch.device:
+def resolve_device(name: str | None, *, world: int, local_rank: int) -> torch.device:
+    """The device of process ``local_rank`` on its machine, in a run of ``world`` processes.
+
+    ``name`` is ``--device``: None for CUDA when available (else CPU); ``"cuda"`` is this
+    process's own GPU, ``cuda:LOCAL_RANK``. An explicit index under torchrun would put every
+    process on that one GPU, so it is refused.
+    """
     if name is None:
         name = "cuda" if torch.cuda.is_available() else "cpu"
     device = torch.device(name)
+    if device.index is not None and world > 1:
+        raise ValueError(f"--device {name} would put every torchrun process on one device; give "
+                         f"the type only (--device {device.type}: each process then uses the "
+                         "GPU of its LOCAL_RANK)")
     if device.type == "cuda":
         if not torch.cuda.is_available():
             raise ValueError("device 'cuda' requested but CUDA is not available")
@@ -450,6 +460,30 @@ class StopFlag:
             signal.signal(signum, handler)
 
 
+_STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+def ignore_stop_signals(worker_id: int) -> None:
+    """DataLoader workers ignore SIGTERM/SIGINT: a scheduler that cancels or preempts a job
+    signals the whole process group, and a worker killed by it would take the loop down before
+    the main process (which :class:`StopFlag` lets finish the step) writes its checkpoint.
+    Workers still end with the main process, which shuts them down."""
+    for signum in _STOP_SIGNALS:
+        signal.signal(signum, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)  # blocked by start_workers
+
+
+def start_workers(loader: DataLoader) -> Iterator:
+    """``iter(loader)`` with the stop signals blocked while its workers are forked, so that none
+    can kill a worker before :func:`ignore_stop_signals` runs in it; a signal sent meanwhile
+    reaches this process when they are unblocked."""
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+    try:
+        return iter(loader)
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
 @dataclass
 class Process:
     """Where this process trains: its rank among ``world`` processes and its device."""
@@ -460,11 +494,16 @@ class Process:
 
     @classmethod
     def from_environment(cls, config: TrainConfig) -> Process:
-        """Rank and world size as ``torchrun`` sets them (1 process otherwise)."""
+        """Rank and world size as ``torchrun`` sets them (1 process otherwise); a CUDA device
+        becomes the current one."""
         world = int(os.environ.get("WORLD_SIZE", "1"))
-        device = _resolve_device(config.device, int(os.environ.get("LOCAL_RANK", "0")))
+        device = resolve_device(config.device, world=world,
+                                local_rank=int(os.environ.get("LOCAL_RANK", "0")))
         if config.sync_bn and world > 1 and device.type == "cpu":
             raise ValueError("--sync-bn needs GPUs: torch's SyncBatchNorm does not run on CPU")
+        if device.type == "cuda":
+            # pinned memory, NCCL and every bare "cuda" use the current GPU: GPU 0 unless set
+            torch.cuda.set_device(device)
         return cls(world, int(os.environ.get("RANK", "0")), device)
 
     def check_global_batch(self, config: TrainConfig) -> None:
@@ -498,7 +537,7 @@ class TrainingState:
         self.steps_per_epoch = steps_per_epoch
         self.step, self.epoch, self.epoch_step = 0, base_epoch, 0
         self.base_epoch, self.end_epoch = base_epoch, base_epoch + config.epochs
-        self.world = process.world
+        self.world, self.rank = process.world, process.rank
         global_batch = config.batch_size * process.world
         d = METHODS[config.method].defaults
         self.peak_lr = config.lr if config.lr is not None else d.base_lr * global_batch / 256
@@ -545,7 +584,18 @@ class TrainingState:
                if t.is_floating_point() and not bool(torch.isfinite(t).all())]
         return ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
 
-    def payload(self) -> dict[str, Any]:
+    def process_states(self) -> list[dict[str, torch.Tensor]]:
+        """Every process's own state of the heads (e.g. SwAV's queue), by rank. Every process
+        must call it (it gathers)."""
+        mine = {k: v.cpu() for k, v in self.model.heads.process_state().items()}
+        if self.world == 1:
+            return [mine]
+        every: list[Any] = [None] * self.world
+        dist.all_gather_object(every, mine)
+        return every
+
+    def payload(self, process_states: list[dict[str, torch.Tensor]]) -> dict[str, Any]:
+        """The checkpoint's contents; ``process_states`` from :meth:`process_states`."""
         c = self.config
         return {
             "format": CHECKPOINT_FORMAT,
@@ -562,6 +612,7 @@ class TrainingState:
             "data_order": {"seed": c.seed, "epoch": self.epoch,
                            "position": self.epoch_step * c.batch_size, "world_size": self.world},
             "rng": rng_state(),
+            "process_states": process_states,
             "config": dataclasses.asdict(c),
         }
 
@@ -569,6 +620,9 @@ class TrainingState:
         """Continue from a checkpoint's state (the model's weights are already loaded)."""
         self.optimizer.load_state_dict(payload["optimizer"])
         self.scaler.load_state_dict(payload["scaler"])
+        # checkpoints written before per-process state existed had none to save
+        own = payload.get("process_states", [{}] * self.world)[self.rank]
+        self.model.heads.load_process_state(own)
         self.step, self.epoch = payload["step"], payload["epoch"]
         self.epoch_step, self.base_epoch = payload["epoch_step"], payload["base_epoch"]
         # the stopping point is the config's: a resumed run may be given new epochs
@@ -594,12 +648,14 @@ class CheckpointWriter:
         if bad:
             raise NonFiniteLoss(f"the state after step {state.step} (epoch {state.epoch}) is not "
                                 f"finite ({bad}), so it was not saved. " + self.last_good_text())
+        process_states = state.process_states()
         if self.is_main:
             # the file replaced becomes the previous generation only if it is this run's own
             # good checkpoint (not, e.g., a damaged one resumed around)
             keep = self.last_good is not None and self.last_good[0].resolve() == \
                 self.path.resolve()
-            checkpoints.save_checkpoint(self.path, state.payload(), keep_previous=keep)
+            checkpoints.save_checkpoint(self.path, state.payload(process_states),
+                                        keep_previous=keep)
         self.last_good = (self.path, state.step)
         return self.path
 
@@ -747,6 +803,7 @@ def _start_state(
     criterion = build_criterion(config)
     if process.world > 1 and not dist.is_initialized():
         dist.init_process_group("nccl" if process.device.type == "cuda" else "gloo")
+    loaded.model.heads.set_world_size(process.world)
     model = loaded.model.to(process.device)
     if config.sync_bn and process.world > 1:
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
@@ -815,9 +872,10 @@ def _loop(state: TrainingState, writer: CheckpointWriter, log: MetricsLog | None
             loader = DataLoader(dataset, sampler=sampler, batch_size=c.batch_size,
                                 num_workers=c.workers, drop_last=True,
                                 pin_memory=process.device.type == "cuda",
+                                worker_init_fn=ignore_stop_signals,
                                 generator=epoch_generator(c.seed, state.epoch))
             tic = time.perf_counter()
-            for batch, _ in loader:
+            for batch, _ in start_workers(loader):
                 batch = [v.to(process.device, non_blocking=True) for v in batch]
                 epoch, lr = state.epoch, state.lr()
                 try:
@@ -941,6 +999,7 @@ __all__ = [
     "build_optimizer",
     "compute_loss",
     "min_batch",
+    "resolve_device",
     "resumed_config",
     "train",
     "train_step",

@@ -147,6 +147,18 @@ class MethodAdapter(nn.Module):
         """Called between the backward pass and the optimizer step of step ``step`` (0-based),
         e.g. to drop the gradients of parameters frozen for the first steps."""
 
+    def set_world_size(self, world: int) -> None:
+        """Size the per-process state for a run of ``world`` processes (called before
+        training and before :meth:`load_process_state`; a fresh module is sized for 1)."""
+
+    def process_state(self) -> dict[str, torch.Tensor]:
+        """State that differs between the processes of a run (e.g. SwAV's queue): kept out of
+        the state dict and saved for every rank."""
+        return {}
+
+    def load_process_state(self, state: Mapping[str, torch.Tensor]) -> None:
+        """Restore what :meth:`process_state` returned in this rank of the saved run."""
+
     def param_groups(self, backbone: nn.Module) -> list[dict[str, Any]]:
         """Parameter groups for the optimizer; ``fixed_lr=True`` groups skip the schedule."""
         return [{"params": [*backbone.parameters(), *self.parameters()], "fixed_lr": False}]

@@ -41,9 +41,11 @@ class SwAV(MethodAdapter):
     rows before every step, and with ``freeze_prototypes_steps = N`` they are not updated in
     the first N steps (their gradient is dropped, as the reference does for its first 313
     iterations when pretraining from scratch; 0, the default here, suits continued training).
-    With ``queue_length > 0`` each process keeps the last
-    ``queue_length`` global-crop embeddings per assigned crop; once full, their scores join
-    the Sinkhorn-Knopp input (the reference's queue, per process). Crops of one resolution go
+    With ``queue_length > 0`` the last ``queue_length`` global-crop embeddings per assigned
+    crop are queued, as in the reference split over the processes: each of ``world`` keeps
+    ``queue_length // world`` rows of its own (see :meth:`set_world_size`); once full, their
+    scores join the Sinkhorn-Knopp input. The queue is per-process state
+    (:meth:`process_state`), not part of the state dict. Crops of one resolution go
     through the backbone together, so BatchNorm sees them as one batch, as in the reference.
     Optimizer: LARS with LARC clipping (the reference's SGD + apex LARC), weight decay 1e-6,
     base lr 0.3 per 256 images (4.8 at batch 4096).
@@ -102,15 +104,43 @@ class SwAV(MethodAdapter):
             raise ValueError(
                 f"freeze_prototypes_steps must be >= 0, got {self.freeze_prototypes_steps}"
             )
-        queue_length = int(opts["queue_length"])
-        if queue_length < 0:
-            raise ValueError(f"queue_length must be >= 0, got {queue_length}")
+        self.queue_length = int(opts["queue_length"])
+        if self.queue_length < 0:
+            raise ValueError(f"queue_length must be >= 0, got {self.queue_length}")
         self.queue: torch.Tensor | None
-        if queue_length:
-            self.register_buffer("queue", torch.zeros(2, queue_length, out_dim))
-            self.register_buffer("queue_count", torch.zeros((), dtype=torch.long))
-        else:
-            self.queue = None
+        self.register_buffer("queue", None, persistent=False)
+        self.register_buffer("queue_count", None, persistent=False)
+        self.set_world_size(1)
+
+    def set_world_size(self, world: int) -> None:
+        """Size this process's queue for a run of ``world`` processes: ``queue_length // world``
+        rows (the reference's split of the global queue), empty."""
+        if not self.queue_length:
+            return
+        rows = self.queue_length // world
+        if rows == 0:
+            raise ValueError(f"queue_length {self.queue_length} is shorter than the number of "
+                             f"processes ({world}): each process keeps queue_length // {world} "
+                             "rows of the queue")
+        device = self.prototypes.weight.device
+        self.queue = torch.zeros(2, rows, self.prototypes.in_features, device=device)
+        self.queue_count = torch.zeros((), dtype=torch.long, device=device)
+
+    def process_state(self) -> dict[str, torch.Tensor]:
+        """This process's queue and the number of embeddings pushed into it."""
+        if self.queue is None:
+            return {}
+        return {"queue": self.queue, "queue_count": self.queue_count}
+
+    @torch.no_grad()
+    def load_process_state(self, state: Mapping[str, torch.Tensor]) -> None:
+        if self.queue is None:
+            return
+        if state["queue"].shape != self.queue.shape:
+            raise ValueError(f"the saved SwAV queue is {tuple(state['queue'].shape)}, this "
+                             f"process's is {tuple(self.queue.shape)}")
+        self.queue.copy_(state["queue"])
+        self.queue_count.copy_(state["queue_count"])
 
     @torch.no_grad()
     def before_step(self) -> None:

@@ -18,7 +18,7 @@ from adapters.backbones import build_backbone
 from adapters.checkpoints import load_checkpoint
 from adapters.methods import METHODS
 from adapters.train import SSLModel, build_criterion, compute_loss
-from tests.adapters.train_helpers import one_thread, tiny_config  # noqa: F401
+from tests.adapters.train_helpers import one_thread, state_tensors, tiny_config  # noqa: F401
 
 REPO = Path(__file__).resolve().parents[2]
 WORLD = 2
@@ -173,3 +173,36 @@ def test_resume_on_another_number_of_processes_is_refused(tmp_path, capsys):
     assert "saved by a run of 2 process(es) (global batch 8)" in err
     assert "this is 1 process(es) (global batch 4)" in err
     assert (tmp_path / "checkpoint.pt").read_bytes() == before
+
+
+def _torchrun(*args: str) -> None:
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
+           "--master_port", str(_free_port()), "-m", "adapters.pretrain", *args]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+
+@pytest.mark.skipif(not dist.is_gloo_available(), reason="torch built without gloo")
+def test_swav_queue_is_split_over_the_processes_and_each_rank_resumes_its_own(tmp_path):
+    # a global queue of 8 rows: 4 per process, full after one step of 4 images per process, so
+    # every step after the first (and both steps after the resume) use it
+    run = ["--method", "swav", "--backbone", "small_cnn", "--dataset", "fake",
+           "--batch-size", "4", "--criterion", "none", "--head-option", "out_dim=16",
+           "--head-option", "n_prototypes=12", "--head-option", "queue_length=8",
+           "--view-option", "n_local_crops=2", "--no-progress", "--device", "cpu"]
+    _torchrun(*run, "--max-steps", "4", "--out", str(tmp_path / "straight"))
+    _torchrun(*run, "--max-steps", "2", "--out", str(tmp_path / "halves"))
+    half = load_checkpoint(tmp_path / "halves" / "checkpoint.pt")
+    queues = [s["queue"] for s in half["process_states"]]
+    assert [tuple(q.shape) for q in queues] == [(2, 4, 16), (2, 4, 16)]
+    assert not torch.equal(queues[0], queues[1])  # each rank queued its own images
+    _torchrun("--resume", "--out", str(tmp_path / "halves"), "--max-steps", "4")
+    # rank 1 resumed with its own queue, not rank 0's: the run is the uninterrupted one
+    a = load_checkpoint(tmp_path / "straight" / "checkpoint.pt")
+    b = load_checkpoint(tmp_path / "halves" / "checkpoint.pt")
+    assert b["step"] == 4
+    ta, tb = state_tensors(a), state_tensors(b)
+    assert [k for k in ta if not torch.equal(ta[k], tb[k])] == []
+    for sa, sb in zip(a["process_states"], b["process_states"], strict=True):
+        assert torch.equal(sa["queue"], sb["queue"])

@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from adapters.checkpoints import CheckpointError, load_checkpoint
+from adapters.continue_train import main
 from adapters.train import TrainingInterrupted, train
 from entropylib.criteria import CRITERIA
 from tests.adapters.train_helpers import one_thread, state_tensors, tiny_config  # noqa: F401
@@ -82,14 +83,14 @@ def test_sigint_writes_checkpoint_before_exit(tmp_path, monkeypatch):
     assert signal.getsignal(signal.SIGINT) is handler
 
 
-def _start(out: Path, *extra: str) -> subprocess.Popen:
+def _start(out: Path, *extra: str, new_session: bool = False) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "adapters.pretrain", "--method", "vicreg",
            "--backbone", "small_cnn", "--dataset", "fake", "--batch-size", "8",
            "--head-option", "expander_dim=32", "--epochs", "100", "--max-steps", "100000",
            "--no-progress", "--out", str(out), *extra]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
     return subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True, start_new_session=new_session)
 
 
 def _wait_for(predicate, proc: subprocess.Popen, timeout: float = 300.0) -> None:
@@ -134,3 +135,20 @@ def test_sigterm_writes_checkpoint_before_exit(tmp_path):
     assert "SIGTERM" in err
     state = load_checkpoint(tmp_path / "checkpoint.pt")
     assert state["step"] == _metrics(tmp_path)[-1]["step"]
+
+
+def test_sigterm_to_the_process_group_with_workers_writes_checkpoint(tmp_path):
+    # a scheduler cancelling or preempting a job signals the whole process group, so the
+    # DataLoader workers receive SIGTERM too; the run must still stop cleanly and resumably
+    proc = _start(tmp_path, "--workers", "2", new_session=True)
+    _wait_for(lambda: (tmp_path / "metrics.jsonl").exists()
+              and len((tmp_path / "metrics.jsonl").read_text().splitlines()) >= 3, proc)
+    os.killpg(proc.pid, signal.SIGTERM)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 128 + signal.SIGTERM, err[-2000:]
+    assert "killed by signal" not in err
+    step = load_checkpoint(tmp_path / "checkpoint.pt")["step"]
+    assert step == _metrics(tmp_path)[-1]["step"] >= 3
+    resumed = ["--resume", "--out", str(tmp_path), "--max-steps", str(step + 1)]
+    assert main(resumed, mode="pretrain") == 0
+    assert load_checkpoint(tmp_path / "checkpoint.pt")["step"] == step + 1

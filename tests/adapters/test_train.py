@@ -124,11 +124,18 @@ def test_swav_heads_and_queue(tmp_path):
     result = train(tiny_config(tmp_path, "swav", max_steps=3,
                                head_options={"out_dim": 16, "n_prototypes": 12,
                                              "queue_length": 16}))
-    heads_state = load_checkpoint(result.checkpoint)["model"]["heads"]
+    saved = load_checkpoint(result.checkpoint)
+    assert "queue" not in saved["model"]["heads"]  # per-process state, saved by rank
+    [queue_state] = saved["process_states"]
     # 3 steps of 8 images, 16 slots: full, and the newest 8 are the last batch's global crops
-    assert int(heads_state["queue_count"]) == 24
-    assert heads_state["queue"].shape == (2, 16, 16)
-    torch.testing.assert_close(heads_state["queue"].norm(dim=2), torch.ones(2, 16))
+    assert int(queue_state["queue_count"]) == 24
+    assert queue_state["queue"].shape == (2, 16, 16)
+    torch.testing.assert_close(queue_state["queue"].norm(dim=2), torch.ones(2, 16))
+    heads.set_world_size(4)  # the reference's split of the global queue over processes
+    assert heads.queue.shape == (2, 4, 16)
+    with pytest.raises(ValueError, match="queue_length 16 is shorter than the number of "
+                                         r"processes \(32\)"):
+        heads.set_world_size(32)
 
 
 def test_swav_prototypes_frozen_for_the_first_steps(tmp_path):
