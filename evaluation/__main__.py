@@ -232,7 +232,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(str(err))
     started = _start_process_group(args.device)
     try:
-        return _run(parser, args, protocols, names, options)
+        status = _run(parser, args, protocols, names, options)
+        if started:
+            # leave together: a process that tears its connections down while the other is
+            # still writing the report can abort it (gloo: "terminate called ...")
+            import torch.distributed as dist
+
+            dist.barrier()
+        return status
     finally:
         if started:
             import torch.distributed as dist
