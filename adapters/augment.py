@@ -32,11 +32,6 @@ class DatasetInfo(Protocol):
 #: datasets whose images come in many sizes: evaluated after resize + centre crop (ratio 256/224)
 VARIABLE_SIZE_DATASETS = frozenset({"imagefolder"})
 
-#: the SSL methods with a view recipe: the names of ``adapters.methods.METHODS`` (a test keeps
-#: them equal), for code that must not import the methods
-METHODS = ("vicreg", "simsiam", "swav")
-
-
 class MultiView:
     """Apply several transforms to one image: ``image -> [t(image) for t in transforms]``.
 

@@ -347,8 +347,8 @@ def _alignment(data: ModelData, n_pairs: int) -> float:
     """Alignment of two augmentations of test images, in the model's own recipe when known."""
     import torch
 
-    from adapters.augment import METHODS
     from adapters.data import ssl_views
+    from adapters.methods import METHODS
     from evaluation.diagnostics import alignment
 
     method = data.meta.get("method") if data.meta.get("method") in METHODS else "simsiam"

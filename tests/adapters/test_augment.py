@@ -144,9 +144,3 @@ def test_bad_arguments():
     with pytest.raises(ValueError, match="at least one transform"):
         MultiView([])
 
-
-def test_method_names_of_augment_are_the_registry():
-    from adapters import augment
-    from adapters.methods import METHODS
-
-    assert sorted(augment.METHODS) == sorted(METHODS)
