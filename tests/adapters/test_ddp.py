@@ -98,17 +98,24 @@ def test_two_processes_match_one(tmp_path):
             assert error <= 1e-4, f"{method}+{criterion}: gradient of {key} off by {error:.2e}"
 
 
-@pytest.mark.skipif(not dist.is_gloo_available(), reason="torch built without gloo")
-def test_torchrun_training_run(tmp_path):
+#: a tiny VICReg + E2MC pretraining on fake data (global batch 2 x 4 = 8 >= 5, as E2MC needs)
+TINY_VICREG_E2MC = ("--method", "vicreg", "--backbone", "small_cnn", "--dataset", "fake",
+                    "--batch-size", "4", "--criterion", "e2mc",
+                    "--head-option", "expander_dim=32", "--no-progress", "--device", "cpu")
+
+
+def _torchrun(*args: str) -> None:
+    """``python -m adapters.pretrain *args`` under torchrun with 2 gloo processes; must succeed."""
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
-           "--master_port", str(_free_port()), "-m", "adapters.pretrain",
-           "--method", "vicreg", "--backbone", "small_cnn", "--dataset", "fake",
-           "--batch-size", "4", "--max-steps", "2", "--criterion", "e2mc",
-           "--head-option", "expander_dim=32", "--no-progress", "--device", "cpu",
-           "--out", str(tmp_path)]
+           "--master_port", str(_free_port()), "-m", "adapters.pretrain", *args]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
+
+
+@pytest.mark.skipif(not dist.is_gloo_available(), reason="torch built without gloo")
+def test_torchrun_training_run(tmp_path):
+    _torchrun(*TINY_VICREG_E2MC, "--max-steps", "2", "--out", str(tmp_path))
     state = load_checkpoint(tmp_path / "checkpoint.pt")
     assert state["step"] == 2 and state["data_order"]["world_size"] == 2
     # rank 0 alone writes metrics; the global batch (2 x 4 = 8 >= 5) satisfies E2MC
@@ -157,15 +164,7 @@ def test_non_finite_embeddings_on_one_rank_stop_every_rank(tmp_path, method):
 def test_resume_on_another_number_of_processes_is_refused(tmp_path, capsys):
     from adapters.continue_train import EXIT_BAD_INPUT, main
 
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
-           "--master_port", str(_free_port()), "-m", "adapters.pretrain",
-           "--method", "vicreg", "--backbone", "small_cnn", "--dataset", "fake",
-           "--batch-size", "4", "--max-steps", "2", "--criterion", "e2mc",
-           "--head-option", "expander_dim=32", "--no-progress", "--device", "cpu",
-           "--out", str(tmp_path)]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
-    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    _torchrun(*TINY_VICREG_E2MC, "--max-steps", "2", "--out", str(tmp_path))
     before = (tmp_path / "checkpoint.pt").read_bytes()
     code = main(["--resume", "--out", str(tmp_path), "--max-steps", "4"], mode="pretrain")
     assert code == EXIT_BAD_INPUT
@@ -173,14 +172,6 @@ def test_resume_on_another_number_of_processes_is_refused(tmp_path, capsys):
     assert "saved by a run of 2 process(es) (global batch 8)" in err
     assert "this is 1 process(es) (global batch 4)" in err
     assert (tmp_path / "checkpoint.pt").read_bytes() == before
-
-
-def _torchrun(*args: str) -> None:
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
-           "--master_port", str(_free_port()), "-m", "adapters.pretrain", *args]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
-    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
 
 
 @pytest.mark.skipif(not dist.is_gloo_available(), reason="torch built without gloo")
