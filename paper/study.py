@@ -65,7 +65,7 @@ from typing import Any
 import numpy as np
 
 from paper import config as cfg
-from paper.plan import SEEDLESS_PROTOCOLS, architecture, criterion_options
+from paper.plan import SEEDLESS_PROTOCOLS, Cell, architecture, criterion_options
 from paper.units import RunStore, Unit, closure
 
 log = logging.getLogger("paper")
@@ -258,23 +258,11 @@ def quick() -> Study:
 
 
 @dataclass(frozen=True)
-class StudyCell:
-    """One result of the study: ``part`` is curve, grid, selection or comparison."""
-
-    part: str
-    base: str
-    row: str
-    protocol: str
-    seed: int | None
-    unit: Unit
-
-
-@dataclass(frozen=True)
 class StudyPlan:
     """Every unit of the study, grouped by base so that each base finishes as a whole."""
 
     study: Study
-    cells: tuple[StudyCell, ...]
+    cells: tuple[Cell, ...]
 
     def units(self, tables: tuple[str, ...] | None = None) -> list[Unit]:
         """Units (with dependencies, in run order); ``tables`` is accepted for
@@ -295,12 +283,13 @@ def grid_settings(study: Study, method: str) -> list[tuple[str, dict[str, Any], 
 
 
 def build_study(study: Study) -> StudyPlan:
-    """The units of the study (see :class:`StudyCell`)."""
+    """The units of the study as :class:`paper.plan.Cell` objects whose ``table`` is the part of
+    the study: curve, grid, selection or comparison."""
     exp = study.experiment
     data = exp.data
     train_data = {"name": data.name, "root": data.root}
     eval_data = cfg.canonical(data)
-    cells: list[StudyCell] = []
+    cells: list[Cell] = []
     for method in study.methods:
         model = cfg.PretrainConfig(method=method, epochs=study.rule.cap,
                                    batch_size=study.pretrain_batch, seed=0)
@@ -310,7 +299,7 @@ def build_study(study: Study) -> StudyPlan:
             "rule": cfg.canonical(study.rule), "period_steps": study.period_steps,
             "validation": _validation(study),
         }, label=f"{method} converged base")
-        cells.append(StudyCell("curve", method, "base", "plateau", None, base))
+        cells.append(Cell("curve", method, "base", "plateau", None, base))
 
         continued = functools.partial(_continue_config, study, train_data, method)
         settings = grid_settings(study, method)
@@ -320,12 +309,12 @@ def build_study(study: Study) -> StudyPlan:
                        label=f"{method} grid {label} seed 0")
             val = Unit("validate", {"data": eval_data, "validation": _validation(study)},
                        deps=(run,), label=f"validation scores of {run.label}")
-            cells.append(StudyCell("grid", method, label, "validate", 0, val))
+            cells.append(Cell("grid", method, label, "validate", 0, val))
             validations.append(val)
             labels.append({"label": label, "options": options, "reference": is_ref})
         select = Unit("select", {"settings": labels, "metrics": list(SELECTION_METRICS)},
                       deps=tuple(validations), label=f"{method} selection")
-        cells.append(StudyCell("selection", method, "selected", "select", None, select))
+        cells.append(Cell("selection", method, "selected", "select", None, select))
 
         reference = next(o for _, o, is_ref in settings if is_ref)
         rows: list[tuple[str, Any]] = [("base", None)]
@@ -362,7 +351,7 @@ def _validation(study: Study) -> dict[str, Any]:
 
 
 def _comparison_cells(study: Study, method: str, base: Unit, rows: list[tuple[str, Any]],
-                      eval_data: Mapping[str, Any]) -> list[StudyCell]:
+                      eval_data: Mapping[str, Any]) -> list[Cell]:
     exp = study.experiment
     cells = []
     for row, checkpoint in rows:
@@ -376,11 +365,11 @@ def _comparison_cells(study: Study, method: str, base: Unit, rows: list[tuple[st
                     "options": cfg.canonical(exp.protocol(name).options), "seed": eval_seed,
                 }, deps=(source,), label=f"{name} of {source.label}"
                     + ("" if eval_seed is None else f" (eval seed {eval_seed})"))
-                cells.append(StudyCell("comparison", method, row, name, seed, unit))
+                cells.append(Cell("comparison", method, row, name, seed, unit))
             measure = Unit("measure", {"data": eval_data, "tc_samples": study.tc_samples,
                                        "dead_entropy": DEAD_ENTROPY},
                            deps=(source,), label=f"mechanism of {source.label}")
-            cells.append(StudyCell("comparison", method, row, "measure", seed, measure))
+            cells.append(Cell("comparison", method, row, "measure", seed, measure))
     return cells
 
 

@@ -116,7 +116,7 @@ def _difference_table(values: SeedValues, base: str, rows: Sequence[str],
 def _curves(plan: StudyPlan, store: RunStore) -> dict[str, tuple[list[dict], dict | None]]:
     out = {}
     for c in plan.cells:
-        if c.part == "curve":
+        if c.table == "curve":
             path = store.root / c.unit.key / CURVE_FILE
             points = json.loads(path.read_text()) if path.is_file() else []
             record = store.load(c.unit)
@@ -159,13 +159,13 @@ def study_report(plan: StudyPlan, store: RunStore) -> str:
               "| base | selected | score of each setting (mean of lin 1%, lin 10%, kNN) |",
               "|---|---|---|"]
     for c in plan.cells:
-        if c.part == "selection":
+        if c.table == "selection":
             rec = store.load(c.unit)
             scores = "-" if rec is None else ", ".join(
                 f"{k}: {v}" for k, v in rec["result"]["scores"].items())
             lines.append(f"| {c.base} | {'-' if rec is None else rec['result']['selected']} "
                          f"| {scores} |")
-    converged = seed_values((c for c in plan.cells if c.part == "comparison"), store)
+    converged = seed_values((c for c in plan.cells if c.table == "comparison"), store)
     short_plan = build_plan(cfg.full())
     short = seed_values((c for c in short_plan.cells if c.table == "table1"), store)
     for base in plan.study.methods:

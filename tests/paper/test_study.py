@@ -251,8 +251,8 @@ def test_plan_shares_the_reference_seed0_run_and_fits_the_budget():
     assert kinds.count("plateau") == 3 and kinds.count("select") == 3
     assert kinds.count("validate") == 3 * len(study.GRID_FACTORS)
     # the grid's reference run is the comparison's +E2MC reference seed 0 (one unit)
-    grid_ref = [c.unit for c in plan.cells if c.part == "grid" and c.base == "vicreg"][0].deps[0]
-    comparison_ref = [c.unit.deps[0] for c in plan.cells if c.part == "comparison"
+    grid_ref = [c.unit for c in plan.cells if c.table == "grid" and c.base == "vicreg"][0].deps[0]
+    comparison_ref = [c.unit.deps[0] for c in plan.cells if c.table == "comparison"
                       and c.base == "vicreg" and c.row == "+E2MC reference" and c.seed == 0]
     assert {u.key for u in comparison_ref} == {grid_ref.key}
     assert estimate_seconds(units) <= 6 * 3600
