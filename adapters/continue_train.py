@@ -184,7 +184,19 @@ def main(argv: Sequence[str] | None = None, *, mode: str = "continue") -> int:
         print(f"error: I/O failure: {err}", file=sys.stderr)
         return EXIT_IO_FAILURE
     _summary(result, config, resumed=resume is not None, seconds=time.perf_counter() - tic)
+    _leave_process_group()
     return 0
+
+
+def _leave_process_group() -> None:
+    """Under torchrun: wait for every process, then close the group. A process that exits
+    while another still writes its last checkpoint tears down the connections under it
+    (gloo aborts the writer with "terminate called without an active exception")."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
 
 
 def _command(argv: Sequence[str], mode: str) -> tuple[TrainConfig, str | None]:
