@@ -7,7 +7,13 @@ import math
 import torch
 from torch import nn
 
-from entropylib.criteria.views import check_coeff, check_views, full_precision, gather_views
+from entropylib.criteria.views import (
+    check_coeff,
+    check_finite_loss,
+    check_views,
+    full_precision,
+    gather_views,
+)
 
 __all__ = ["LogDet", "logdet_covariance"]
 
@@ -19,7 +25,7 @@ def logdet_covariance(z: torch.Tensor, *, eps: float = 1e-4) -> torch.Tensor:
     taken through the N x N one (Weinstein-Aronszajn identity, exact):
     :math:`\log\det(\epsilon I_D + A^\top A) = (D - N)\log\epsilon + \log\det(\epsilon I_N +
     A A^\top)` with :math:`A = \tilde z / \sqrt{N-1}`. The determinant comes from a Cholesky
-    factorisation.
+    factorisation; NaN when it fails (a matrix that is not finite).
 
     Examples
     --------
@@ -32,8 +38,10 @@ def logdet_covariance(z: torch.Tensor, *, eps: float = 1e-4) -> torch.Tensor:
     a = (z - z.mean(dim=0)) / math.sqrt(n - 1)
     small = a @ a.T if n < d else a.T @ a
     eye = torch.eye(small.shape[0], dtype=a.dtype, device=a.device)
-    chol = torch.linalg.cholesky(small + eps * eye)
-    logdet = 2 * chol.diagonal().log().sum()
+    # cholesky_ex reports a failed factorisation (non-finite input) in ``info`` instead of
+    # raising, which would read the device; the failure becomes a NaN for the caller to check
+    chol, info = torch.linalg.cholesky_ex(small + eps * eye)
+    logdet = torch.where(info == 0, 2 * chol.diagonal().log().sum(), torch.nan)
     if n < d:
         logdet = logdet + (d - n) * math.log(eps)
     return logdet
@@ -78,4 +86,6 @@ class LogDet(nn.Module):
         with full_precision(views):
             gathered = gather_views(views, "LogDet")
             logdet = torch.stack([logdet_covariance(z, eps=self.eps) for z in gathered])
-        return -self.coeff * logdet.sum(), {"logdet": logdet.detach()}
+            loss = -self.coeff * logdet.sum()
+            check_finite_loss(loss, gathered, "LogDet")
+        return loss, {"logdet": logdet.detach()}

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from entropylib.criteria.distributed import all_reduce_max, all_reduce_sum
+from entropylib.criteria.distributed import all_reduce_max, all_reduce_sum, global_rows
 from entropylib.criteria.views import check_coeff, check_views, full_precision, working_dtype
 
 __all__ = ["SwAVLoss", "sinkhorn_knopp"]
@@ -39,12 +39,12 @@ def sinkhorn_knopp(
     """
     if scores.ndim != 2:
         raise ValueError(f"scores must be 2-D (B, K), got shape {tuple(scores.shape)}")
-    n_local, k = scores.shape
+    k = scores.shape[1]
     with full_precision([scores]):
         s = scores.detach().to(working_dtype(scores))
         q = torch.exp((s - all_reduce_max(s.max())) / epsilon)
         q = q / all_reduce_sum(q.sum())
-        b = all_reduce_sum(torch.tensor(float(n_local), dtype=q.dtype, device=q.device))
+        b = global_rows(s)
         for _ in range(iterations):
             q = q / (all_reduce_sum(q.sum(dim=0, keepdim=True)) * k)
             q = q / (q.sum(dim=1, keepdim=True) * b)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 
 import numpy as np
 import torch
@@ -12,6 +14,7 @@ import torch
 from entropylib.criteria.distributed import gather_with_grad
 
 __all__ = [
+    "caller_checks_finite",
     "check_coeff",
     "check_finite_loss",
     "check_views",
@@ -24,9 +27,39 @@ __all__ = [
 class NonFiniteInput(ValueError):
     """Views with NaN or infinite values, or finite views whose loss overflows.
 
-    A ValueError for a caller who passed bad data; a training loop catches this subclass to
-    report the divergence of a run (its embeddings went non-finite) instead of bad input.
+    A ValueError for a caller who passed bad data, raised by every criterion unless the caller
+    checks finiteness itself (:func:`caller_checks_finite`).
     """
+
+
+_CALLER_CHECKS: ContextVar[bool] = ContextVar("caller_checks_finite", default=False)
+
+
+@contextmanager
+def caller_checks_finite() -> Iterator[None]:
+    """Within this block the criteria do not check their views and losses for NaN and inf;
+    the caller checks what it needs (a NaN or inf then reaches the returned loss).
+
+    Each check reads a device value on the host: on a GPU that is a synchronisation, several
+    per training step. A training loop that checks its loss and embeddings on the device once
+    per step, and reads the result when it logs, uses this block (``adapters.train``).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from entropylib.criteria import VICRegLoss
+    >>> z = torch.randn(8, 4)
+    >>> z[0, 0] = float("nan")
+    >>> with caller_checks_finite():
+    ...     loss, _ = VICRegLoss()(z, z)
+    >>> bool(loss.isnan())
+    True
+    """
+    token = _CALLER_CHECKS.set(True)
+    try:
+        yield
+    finally:
+        _CALLER_CHECKS.reset(token)
 
 
 def check_coeff(name: str, value: float, *, positive: bool = False) -> float:
@@ -88,24 +121,26 @@ def gather_views(
 ) -> list[torch.Tensor]:
     """Each view gathered over ranks with gradient and cast to :func:`working_dtype`.
 
-    Raises ValueError when the global batch has fewer than ``min_rows`` rows or a view holds
-    NaN or infinite values (on any rank), so that no criterion returns a NaN loss or fails
-    inside a factorization on them.
+    Raises ValueError when the global batch has fewer than ``min_rows`` rows or, unless the
+    caller checks (:func:`caller_checks_finite`), when a view holds NaN or infinite values (on
+    any rank), so that no criterion returns a NaN loss or fails inside a factorization on them.
     """
     gathered = [gather_with_grad(v) for v in views]
     n = gathered[0].shape[0]
     if n < min_rows:
         raise ValueError(f"{who} needs a (global) batch of at least {min_rows}, got {n}")
-    for i, g in enumerate(gathered):
-        if not torch.isfinite(g).all():
-            raise NonFiniteInput(f"{who}: view {i} has NaN or infinite values")
+    if not _CALLER_CHECKS.get():
+        for i, g in enumerate(gathered):
+            if not torch.isfinite(g).all():
+                raise NonFiniteInput(f"{who}: view {i} has NaN or infinite values")
     return [g.to(working_dtype(g)) for g in gathered]
 
 
 def check_finite_loss(loss: torch.Tensor, views: Sequence[torch.Tensor], who: str) -> None:
     """Raise if finite views gave a non-finite loss: its value overflows the working dtype
-    (e.g. VICReg's covariance penalty grows as the fourth power of the embedding scale)."""
-    if not torch.isfinite(loss):
+    (e.g. VICReg's covariance penalty grows as the fourth power of the embedding scale).
+    Skipped when the caller checks (:func:`caller_checks_finite`)."""
+    if not _CALLER_CHECKS.get() and not torch.isfinite(loss):
         scale = max(float(v.detach().abs().max()) for v in views)
         raise NonFiniteInput(
             f"{who}: the loss overflows {loss.dtype} at this embedding scale (largest |z| = "

@@ -8,6 +8,7 @@ import torch.nn.functional as F
 
 from entropylib.criteria import CRITERIA, E2MC, MMCR, NonFiniteInput, VCReg, VICRegLoss
 from entropylib.criteria.mmcr import centroid_nuclear_norm
+from entropylib.criteria.views import caller_checks_finite
 
 ALL = {**{name: CRITERIA[name] for name in ("e2mc", "vcreg", "mmcr", "uniformity", "logdet")},
        "vicreg_loss": VICRegLoss}
@@ -29,6 +30,20 @@ def test_non_finite_views_raise_one_clear_error(name, bad, which):
     with pytest.raises(NonFiniteInput, match=rf"view {which} has NaN or infinite values"):
         ALL[name]()(*z)
     assert issubclass(NonFiniteInput, ValueError)
+
+
+@pytest.mark.parametrize("name", sorted(ALL))
+def test_a_caller_that_checks_finiteness_gets_the_nan(name):
+    """A training loop checks its loss and embeddings on the device: the criterion must then
+    neither raise (LogDet's Cholesky factorisation did) nor hide the NaN in its loss (MMCR
+    zeroes a row without a direction, so its caller checks the embeddings as well)."""
+    z = views()
+    z[1][3, 2] = float("nan")
+    with caller_checks_finite():
+        loss, _ = ALL[name]()(*z)
+    assert torch.isfinite(loss) == (name == "mmcr")
+    with pytest.raises(NonFiniteInput):  # outside the block the check is back
+        ALL[name]()(*z)
 
 
 @pytest.mark.parametrize("value", [np.float32(2), np.int64(2), np.float64(0.5), np.uint8(3)])

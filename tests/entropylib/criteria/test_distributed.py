@@ -7,6 +7,7 @@ losses average to the single-process loss, and grad_r / world_size equals the si
 gradient of rank r's rows.
 """
 
+import contextlib
 import socket
 import zlib
 
@@ -27,6 +28,7 @@ from entropylib.criteria import (
 from entropylib.criteria.distributed import (
     all_reduce_max,
     all_reduce_sum,
+    equal_batches,
     gather_with_grad,
     world_size,
 )
@@ -92,8 +94,38 @@ def _worker(rank, port, out_dir):
     )
     scores = split(make_inputs("swav", 1, (12, 12), 7)[0], (12, 12), rank)
     results["sinkhorn"] = sinkhorn_knopp(scores)
+    results["equal"] = _equal_batches_case(rank, scores)
     torch.save(results, out_dir / f"rank{rank}.pt")
     dist.destroy_process_group()
+
+
+def _equal_batches_case(rank, scores):
+    """The same gather and Sinkhorn-Knopp with and without stating equal batches, and the
+    collectives each called (counted by wrapping torch.distributed's functions)."""
+    calls = []
+    originals = {name: getattr(dist, name) for name in ("all_gather", "all_reduce")}
+
+    def counted(name):
+        def call(*args, **kwargs):
+            calls.append(name)
+            return originals[name](*args, **kwargs)
+        return call
+
+    for name in originals:
+        setattr(dist, name, counted(name))
+    try:
+        x = torch.arange(6.0).reshape(3, 2) + 10 * rank
+        out = {}
+        for stated in (False, True):
+            calls.clear()
+            with equal_batches() if stated else contextlib.nullcontext():
+                gathered = gather_with_grad(x)
+                codes = sinkhorn_knopp(scores)
+            out[stated] = (gathered, codes, list(calls))
+        return out
+    finally:
+        for name, function in originals.items():
+            setattr(dist, name, function)
 
 
 def free_port():
@@ -126,6 +158,17 @@ def test_gather_with_grad_uneven_blocks(rank_results):
         # rank s's loss is sum((1 + s) * w * gathered): each input gets (1 + 2) * w of its rows
         rows = slice(0, 3) if rank == 0 else slice(3, 7)
         torch.testing.assert_close(r["gather"][1], 3 * weights[rows])
+
+
+def test_equal_batches_need_no_size_collective(rank_results):
+    """Stating equal batches drops the all_gather of the row counts (one per gathered tensor)
+    and the all_reduce of Sinkhorn-Knopp's global batch size; the results are the same."""
+    for r in rank_results:
+        general, stated = r["equal"][False], r["equal"][True]
+        assert torch.equal(general[0], stated[0]) and torch.equal(general[1], stated[1])
+        # gather: sizes + blocks; Sinkhorn: max, total mass, batch size, 3 x column sums
+        assert general[2] == ["all_gather", "all_gather"] + ["all_reduce"] * 6
+        assert stated[2] == ["all_gather"] + ["all_reduce"] * 5
 
 
 def test_sinkhorn_over_the_global_batch(rank_results):
