@@ -123,6 +123,10 @@ def build_parser(mode: str) -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--save-every", type=int, default=0, help="also checkpoint every N steps")
+    p.add_argument("--log-every", type=int, default=20,
+                   help="write the metrics of the last N steps every N steps: the only place "
+                   "(with checkpoints) where the host waits for the GPU; under torchrun also "
+                   "how soon a signal stops the run")
     p.add_argument("--sync-bn", action="store_true")
     p.add_argument("--tensorboard", action="store_true")
     p.add_argument("--no-progress", action="store_true")
@@ -159,8 +163,8 @@ def config_from_args(args: argparse.Namespace, mode: str) -> TrainConfig:
         weight_decay=args.weight_decay, momentum=args.momentum, schedule=args.schedule,
         warmup_epochs=args.warmup_epochs, final_lr=args.final_lr, amp=args.amp,
         device=args.device, workers=args.workers, seed=args.seed, save_every=args.save_every,
-        sync_bn=args.sync_bn, tensorboard=args.tensorboard, progress=not args.no_progress,
-        overwrite=args.overwrite,
+        log_every=args.log_every, sync_bn=args.sync_bn, tensorboard=args.tensorboard,
+        progress=not args.no_progress, overwrite=args.overwrite,
     )
 
 

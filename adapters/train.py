@@ -52,7 +52,9 @@ from adapters.sampling import (
     seed_all,
     set_rng_state,
 )
-from entropylib.criteria import CRITERIA, NonFiniteInput
+from entropylib.criteria import CRITERIA
+from entropylib.criteria.distributed import equal_batches
+from entropylib.criteria.views import caller_checks_finite
 from entropylib.spacings import default_window
 
 CRITERION_NAMES = ("none", *sorted(CRITERIA))
@@ -60,7 +62,7 @@ AMP_MODES = ("off", "bf16", "fp16")
 #: config fields a resumed run may change: where it stops, where its files and data are, and
 #: how it runs; every other field defines the run and must stay as saved
 RESUME_CHANGEABLE = ("out", "overwrite", "data_root", "epochs", "max_steps", "save_every",
-                     "workers", "progress", "tensorboard", "device")
+                     "log_every", "workers", "progress", "tensorboard", "device")
 
 
 class NonFiniteLoss(RuntimeError):
@@ -86,7 +88,9 @@ class TrainConfig:
     ``criterion`` None means ``"e2mc"`` when continuing and ``"none"`` when pretraining (as
     the two command lines default). ``epochs`` counts additional epochs; ``max_steps`` caps
     the total number of steps of the run (including steps done before a resume). ``lr`` is
-    absolute; when None it is the method's ``base_lr * global_batch / 256``.
+    absolute; when None it is the method's ``base_lr * global_batch / 256``. Every step is
+    logged; ``log_every`` is how often the host reads the device to write the steps since the
+    last read (and to check them for non-finite values, and, under torchrun, for a signal).
     """
 
     out: str
@@ -121,6 +125,7 @@ class TrainConfig:
     workers: int = 0
     seed: int = 0
     save_every: int = 0
+    log_every: int = 20
     sync_bn: bool = False
     tensorboard: bool = False
     progress: bool = True
@@ -201,6 +206,7 @@ def validate(config: TrainConfig, *, resuming: bool = False) -> None:
     _check_int("batch_size", config.batch_size, low=1)
     _check_int("workers", config.workers, low=0)
     _check_int("save_every", config.save_every, low=0)
+    _check_int("log_every", config.log_every, low=1)
     if config.max_steps is not None:
         _check_int("max_steps", config.max_steps, low=0)
     if config.m is not None:
@@ -301,23 +307,32 @@ def resolve_device(name: str | None, *, world: int, local_rank: int) -> torch.de
 
 @dataclass
 class StepLoss:
-    """The loss of one step and its pieces (``finite`` is False if an embedding is not)."""
+    """The loss of one step and its pieces, all left on the device.
+
+    ``finite`` is a 0-dim bool tensor: True when the loss and every embedding of this process
+    are finite.
+    """
 
     loss: torch.Tensor
     base_loss: torch.Tensor
     base_parts: dict[str, torch.Tensor]
     criterion_loss: torch.Tensor
     criterion_parts: dict[str, torch.Tensor]
-    finite: bool
+    finite: torch.Tensor
 
-    def metrics(self, method: str, criterion: str) -> dict[str, float]:
-        """Flat ``name -> float`` of this rank's loss parts, for logging."""
-        return {
-            "base_loss": self.base_loss.item(),
-            "criterion_loss": self.criterion_loss.item(),
-            **_flatten_parts(method, self.base_parts),
-            **_flatten_parts(criterion, self.criterion_parts),
-        }
+    def metrics(self, method: str, criterion: str) -> tuple[list[str], torch.Tensor]:
+        """This process's loss parts for logging: their flat names and one float64 tensor of
+        their values, on the device (read with other steps' by :class:`StepRecords`)."""
+        names, values = ["base_loss", "criterion_loss"], [self.base_loss, self.criterion_loss]
+        for prefix, parts in ((method, self.base_parts), (criterion, self.criterion_parts)):
+            for key, value in parts.items():
+                value = value.detach().float()
+                names.append(f"{prefix}.{key}")
+                values.append(value.mean())
+                if value.numel() > 1:
+                    names += [f"{prefix}.{key}.{i}" for i in range(value.numel())]
+                    values.append(value.flatten())
+        return names, torch.cat([v.detach().double().reshape(-1) for v in values])
 
 
 def compute_loss(
@@ -331,36 +346,21 @@ def compute_loss(
 
     The model (an :class:`SSLModel`, possibly DDP-wrapped) runs under autocast when
     ``amp_dtype`` is given; the criterion always gets float32 embeddings (and disables
-    autocast itself). The criterion is skipped when an embedding is not finite, so that the
-    caller can report the divergence instead of an input error.
+    autocast itself). Nothing is read from the device: the losses do not check their inputs
+    for NaN and inf (:func:`~entropylib.criteria.views.caller_checks_finite`), so every process
+    runs the same collectives whatever its values, and ``finite`` tells the caller.
     """
     device = views[0].device
-    try:
+    with caller_checks_finite():
         with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
             base_loss, base_parts, embeddings = model(views)
         embeddings = [e.float() for e in embeddings]
-        finite = all(bool(torch.isfinite(e).all()) for e in embeddings)
-    except NonFiniteInput:
-        # the base loss refuses non-finite embeddings: for a training run that is a
-        # divergence, not bad input
-        base_loss, base_parts, finite = torch.full((), float("nan"), device=device), {}, False
-    # every process must take the same branch: one that skipped the criterion while the
-    # others entered its all_gather would leave them all waiting forever
-    finite = _on_every_process(finite, device)
-    crit_loss, crit_parts = torch.zeros((), device=device), {}
-    if criterion is not None and finite:
-        crit_loss, crit_parts = criterion(*embeddings)
+        crit_loss, crit_parts = torch.zeros((), device=device), {}
+        if criterion is not None:
+            crit_loss, crit_parts = criterion(*embeddings)
     loss = base_loss.float() + crit_loss
+    finite = torch.stack([torch.isfinite(t).all() for t in (loss, *embeddings)]).all()
     return StepLoss(loss, base_loss, base_parts, crit_loss, crit_parts, finite)
-
-
-def _on_every_process(flag: bool, device: torch.device) -> bool:
-    """``flag`` AND-ed over the processes of the default group (the flag itself in one)."""
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
-        return flag
-    t = torch.tensor(float(flag), device=device)
-    dist.all_reduce(t, op=dist.ReduceOp.MIN)
-    return bool(t.item())
 
 
 # ----------------------------------------------------------------------------------------
@@ -423,15 +423,48 @@ def _rewrite(path: Path, lines: list[str]) -> None:
     os.replace(tmp, path)
 
 
-def _flatten_parts(prefix: str, parts: Mapping[str, torch.Tensor]) -> dict[str, float]:
-    row = {}
-    for key, value in parts.items():
-        value = value.detach().float()
-        row[f"{prefix}.{key}"] = value.mean().item()
-        if value.numel() > 1:
-            for i, v in enumerate(value.flatten().tolist()):
-                row[f"{prefix}.{key}.{i}"] = v
-    return row
+@dataclass
+class StepRecord:
+    """One step as the host reads it: its metrics row and what every process agreed on."""
+
+    row: dict[str, float]
+    #: processes whose loss or embeddings were not finite at this step
+    non_finite: int
+    #: whether a stop signal had reached any process by the end of the step's forward pass
+    signalled: bool
+
+
+class StepRecords:
+    """The steps trained since the host last read the device, read in one transfer.
+
+    A step leaves its flags (mean loss over the processes, the two counts of
+    :class:`StepRecord`) and its loss parts on the device; :meth:`read` copies those of every
+    pending step at once (one synchronisation with a GPU), when the loop logs or checkpoints.
+    """
+
+    def __init__(self) -> None:
+        self.pending: list[tuple[dict[str, float], list[str], torch.Tensor]] = []
+
+    def add(self, step: int, epoch: int, lr: float, flags: torch.Tensor,
+            metrics: tuple[list[str], torch.Tensor]) -> None:
+        names, values = metrics
+        self.pending.append(({"step": step, "epoch": epoch, "lr": lr}, names,
+                             torch.cat([flags.detach().double(), values])))
+
+    def read(self) -> list[StepRecord]:
+        """The pending steps in order (and none pending afterwards)."""
+        if not self.pending:
+            return []
+        flat = torch.cat([values for _, _, values in self.pending]).tolist()
+        records, start = [], 0
+        for host, names, values in self.pending:
+            loss, non_finite, signalled, *parts = flat[start : start + len(values)]
+            start += len(values)
+            row = {"step": host["step"], "epoch": host["epoch"], "loss": loss,
+                   **dict(zip(names, parts, strict=True)), "lr": host["lr"]}
+            records.append(StepRecord(row, round(non_finite), signalled > 0))
+        self.pending = []
+        return records
 
 
 # ----------------------------------------------------------------------------------------
@@ -669,32 +702,29 @@ class CheckpointWriter:
 def train_step(state: TrainingState, ddp: nn.Module, criterion: nn.Module | None,
                batch: list[torch.Tensor], *, stop: StopFlag,
                amp_dtype: torch.dtype | None) -> tuple[StepLoss, torch.Tensor]:
-    """One optimisation step. Returns the step's loss parts and the flags every process
-    agreed on: ``[mean loss, 1.0 if a signal reached any process]``.
+    """One optimisation step, which reads nothing from the device. Returns the step's loss
+    parts and, on the device, the flags every process agreed on: ``[mean loss, number of
+    processes whose loss or an embedding was not finite, number a signal had reached]``.
 
-    Raises :class:`NonFiniteLoss`, before the update, when the loss or an embedding is not
-    finite.
+    The update is made whatever the flags say: the caller reads them (:class:`StepRecords`)
+    before it saves, and stops with :class:`NonFiniteLoss` at a non-finite step, so that a
+    state after one is never saved.
     """
     lr = state.lr()
     for group in state.optimizer.param_groups:
         group["lr"] = state.peak_lr if group["fixed_lr"] else lr
     model = state.model
     model.heads.before_step()
-    step_loss = compute_loss(ddp, criterion, batch, amp_dtype=amp_dtype)
+    with equal_batches():  # the sampler gives every process full batches of one size
+        step_loss = compute_loss(ddp, criterion, batch, amp_dtype=amp_dtype)
     loss = step_loss.loss
-    # read after the forward pass, so a signal that arrived during it stops after this step
-    flags = torch.stack([loss.detach(), torch.tensor(float(stop.signum != 0),
-                                                     device=loss.device)])
+    # the signal is read after the forward pass, so one that arrived during it stops after
+    # this step
+    flags = torch.stack([loss.detach(), (~step_loss.finite).to(loss.dtype),
+                         torch.full((), float(stop.signum != 0), device=loss.device)])
     if state.world > 1:
         dist.all_reduce(flags)
         flags[0] /= state.world
-    if not step_loss.finite or not torch.isfinite(flags[0]):
-        c = state.config
-        raise NonFiniteLoss(
-            f"loss is {flags[0].item()} at step {state.step + 1} (epoch {state.epoch}); "
-            f"embeddings finite: {step_loss.finite}; parts: "
-            f"{step_loss.metrics(c.method, c.criterion)}."
-        )
     state.optimizer.zero_grad(set_to_none=True)
     state.scaler.scale(loss).backward()
     model.heads.after_backward(state.step)
@@ -848,7 +878,12 @@ def _prepare_out(out: Path, state: TrainingState, notes: dict[str, Any], *, fres
 def _loop(state: TrainingState, writer: CheckpointWriter, log: MetricsLog | None,
           criterion: nn.Module | None, dataset: SeededViews, process: Process) -> dict[str, float]:
     """Train until the stopping point; checkpoint every epoch, every ``save_every`` steps and
-    when a signal arrives. Returns the last step's metrics (main process)."""
+    when a signal arrives. Returns the last step's metrics.
+
+    The host reads the device every ``log_every`` steps and before each checkpoint, nowhere
+    else (:class:`StepRecords`): it then logs the steps since the last read, stops at the first
+    that was not finite, and learns whether a signal reached any process.
+    """
     c = state.config
     ddp = state.model
     if process.world > 1:
@@ -862,6 +897,7 @@ def _loop(state: TrainingState, writer: CheckpointWriter, log: MetricsLog | None
                disable=not (process.is_main and c.progress), desc=f"{c.method}+{c.criterion}")
     stop = StopFlag()
     stop.install()
+    records = StepRecords()
     last: dict[str, float] = {}
     try:
         ddp.train()
@@ -878,33 +914,55 @@ def _loop(state: TrainingState, writer: CheckpointWriter, log: MetricsLog | None
             for batch, _ in start_workers(loader):
                 batch = [v.to(process.device, non_blocking=True) for v in batch]
                 epoch, lr = state.epoch, state.lr()
-                try:
-                    step_loss, flags = train_step(state, ddp, criterion, batch,
-                                                  stop=stop, amp_dtype=amp_dtype)
-                except NonFiniteLoss as err:
-                    raise NonFiniteLoss(f"{err} {writer.last_good_text()}") from None
+                step_loss, flags = train_step(state, ddp, criterion, batch, stop=stop,
+                                              amp_dtype=amp_dtype)
                 state.advance()
-                if log is not None:
-                    last = {"step": state.step, "epoch": epoch, "loss": flags[0].item(),
-                            **step_loss.metrics(c.method, c.criterion), "lr": lr,
-                            "samples_per_s": c.batch_size * process.world
-                            / max(time.perf_counter() - tic, 1e-9)}
-                    log.write(last)
-                    bar.update(1)
+                metrics = step_loss.metrics(c.method, c.criterion)
+                records.add(state.step, epoch, lr, flags, metrics)
+                bar.update(1)
+                # one process sees its signal at once; processes must stop after the same
+                # step, so under torchrun a signal is learnt from the flags when they are read
+                interrupted = process.world == 1 and stop.signum != 0
+                save = interrupted or state.finished or state.epoch_step == 0 or bool(
+                    c.save_every and state.step % c.save_every == 0)
+                if save or state.step % c.log_every == 0:
+                    last, signalled = _log_steps(records, log, writer, process,
+                                                 samples=c.batch_size * process.world, since=tic)
                     bar.set_postfix(loss=f"{last['loss']:.4g}")
-                tic = time.perf_counter()
-                interrupted = flags[1].item() != 0
-                if interrupted or state.finished or state.epoch_step == 0 or (
-                        c.save_every and state.step % c.save_every == 0):
-                    path = writer.save(state)
-                    if interrupted:
-                        raise TrainingInterrupted(stop.signum or signal.SIGTERM, path)
+                    if save or signalled:
+                        path = writer.save(state)
+                        if interrupted or signalled:
+                            raise TrainingInterrupted(stop.signum or signal.SIGTERM, path)
+                    tic = time.perf_counter()
                 if state.epoch_step == 0 or state.finished:
                     break
         return last
     finally:
         stop.restore()
         bar.close()
+
+
+def _log_steps(records: StepRecords, log: MetricsLog | None, writer: CheckpointWriter,
+               process: Process, *, samples: int, since: float) -> tuple[dict[str, float], bool]:
+    """Read the pending steps and log them (main process) with their throughput: ``samples``
+    images per step in the time ``since`` the first began (per-step times of work queued on a
+    GPU are not known without a synchronisation each). Raises :class:`NonFiniteLoss` at the
+    first step that was not finite, after logging those before it. Returns the last step's
+    row and whether a signal had reached any process."""
+    steps = records.read()
+    rate = samples * len(steps) / max(time.perf_counter() - since, 1e-9)
+    for record in steps:
+        row = {**record.row, "samples_per_s": rate}
+        if record.non_finite:
+            parts = {k: v for k, v in row.items()
+                     if k not in ("step", "epoch", "loss", "lr", "samples_per_s")}
+            raise NonFiniteLoss(
+                f"loss is {row['loss']} at step {row['step']} (epoch {row['epoch']}); the loss "
+                f"or an embedding was not finite in {record.non_finite} of {process.world} "
+                f"process(es); parts: {parts}. {writer.last_good_text()}")
+        if log is not None:
+            log.write(row)
+    return row, any(record.signalled for record in steps)
 
 
 def check_writable(out: Path) -> None:

@@ -109,7 +109,9 @@ class SwAV(MethodAdapter):
             raise ValueError(f"queue_length must be >= 0, got {self.queue_length}")
         self.queue: torch.Tensor | None
         self.register_buffer("queue", None, persistent=False)
-        self.register_buffer("queue_count", None, persistent=False)
+        #: embeddings pushed into the queue so far, counted on the host: whether the queue is
+        #: full is then known without reading the device
+        self.queue_count = 0
         self.set_world_size(1)
 
     def set_world_size(self, world: int) -> None:
@@ -124,13 +126,13 @@ class SwAV(MethodAdapter):
                              "rows of the queue")
         device = self.prototypes.weight.device
         self.queue = torch.zeros(2, rows, self.prototypes.in_features, device=device)
-        self.queue_count = torch.zeros((), dtype=torch.long, device=device)
+        self.queue_count = 0
 
     def process_state(self) -> dict[str, torch.Tensor]:
         """This process's queue and the number of embeddings pushed into it."""
         if self.queue is None:
             return {}
-        return {"queue": self.queue, "queue_count": self.queue_count}
+        return {"queue": self.queue, "queue_count": torch.tensor(self.queue_count)}
 
     @torch.no_grad()
     def load_process_state(self, state: Mapping[str, torch.Tensor]) -> None:
@@ -140,7 +142,7 @@ class SwAV(MethodAdapter):
             raise ValueError(f"the saved SwAV queue is {tuple(state['queue'].shape)}, this "
                              f"process's is {tuple(self.queue.shape)}")
         self.queue.copy_(state["queue"])
-        self.queue_count.copy_(state["queue_count"])
+        self.queue_count = int(state["queue_count"])
 
     @torch.no_grad()
     def before_step(self) -> None:
@@ -166,7 +168,7 @@ class SwAV(MethodAdapter):
         crop_scores = list(scores.split(n))
         queue_scores = None
         if self.queue is not None:
-            if int(self.queue_count) >= self.queue.shape[1]:
+            if self.queue_count >= self.queue.shape[1]:
                 queue_scores = [q @ self.prototypes.weight.T for q in self.queue]
             self._push(F.normalize(h[: 2 * n], dim=1).detach().view(2, n, -1))
         loss, parts = self.loss(*crop_scores, queue_scores=queue_scores)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -17,7 +18,7 @@ from torch import nn
 from adapters.backbones import build_backbone
 from adapters.checkpoints import load_checkpoint
 from adapters.methods import METHODS
-from adapters.train import SSLModel, build_criterion, compute_loss
+from adapters.train import NonFiniteLoss, SSLModel, build_criterion, compute_loss, train
 from tests.adapters.train_helpers import one_thread, state_tensors, tiny_config  # noqa: F401
 
 REPO = Path(__file__).resolve().parents[2]
@@ -122,42 +123,61 @@ def test_torchrun_training_run(tmp_path):
     assert len((tmp_path / "metrics.jsonl").read_text().splitlines()) == 2
 
 
-def _nan_on_one_rank_worker(rank: int, port: int, out: str, method: str) -> None:
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+def _nan_on_one_rank_worker(rank: int, port: int, out: str, criterion: str) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
+                      LOCAL_RANK=str(rank), WORLD_SIZE=str(WORLD))
     torch.set_num_threads(1)
-    dist.init_process_group("gloo", rank=rank, world_size=WORLD)
-    ddp = nn.parallel.DistributedDataParallel(_model(method), broadcast_buffers=False)
-    rows = slice(rank * LOCAL_BATCH, (rank + 1) * LOCAL_BATCH)
-    views = [v[rows].clone() for v in _views(method)]
-    if rank == 1:
-        for v in views:
-            v[0] = float("nan")  # rank 1's embeddings go non-finite, rank 0's stay finite
-    crit = build_criterion(tiny_config("x", method, criterion="e2mc"))
-    out_loss = compute_loss(ddp, crit, views)
-    Path(f"{out}.{rank}").write_text(str(out_loss.finite))
+    forward = METHODS["simsiam"].forward
+    calls = [0]
+
+    def nan_on_rank_1_at_step_2(self, backbone, views):
+        calls[0] += 1
+        if rank == 1 and calls[0] == 2:
+            views = [v.clone() for v in views]
+            views[0][0] = float("nan")  # rank 1's embeddings go non-finite, rank 0's stay finite
+        return forward(self, backbone, views)
+
+    METHODS["simsiam"].forward = nan_on_rank_1_at_step_2
+    config = tiny_config(Path(out), "simsiam", criterion=criterion, batch_size=4, max_steps=6,
+                         log_every=3)
+    try:
+        train(config)
+        outcome = "trained"
+    except NonFiniteLoss as err:
+        outcome = str(err)
+    Path(f"{out}.{rank}").write_text(outcome)
     dist.destroy_process_group()
 
 
-@pytest.mark.parametrize("method", ["simsiam", "vicreg"])
-def test_non_finite_embeddings_on_one_rank_stop_every_rank(tmp_path, method):
-    """Rank 1 skipped E2MC while rank 0 waited in its all_gather: both hung (SimSiam's loss
-    needs no collective, so nothing else brought the ranks back in step)."""
+@pytest.mark.parametrize("criterion", ["none", "e2mc"])
+def test_non_finite_embeddings_on_one_rank_stop_every_rank(tmp_path, criterion):
+    """Rank 1 skipped E2MC while rank 0 waited in its all_gather: both hung. Now every rank
+    runs the same collectives, and the finiteness flags, summed over the ranks on the device,
+    stop every rank at the next read (step 3 with log_every 3) naming step 2. SimSiam's loss
+    needs no collective: with --criterion none only rank 1's loss is NaN."""
     ctx = mp.get_context("spawn")
-    port, out = _free_port(), str(tmp_path / "finite")
-    procs = [ctx.Process(target=_nan_on_one_rank_worker, args=(r, port, out, method))
+    port, out = _free_port(), str(tmp_path / "run")
+    procs = [ctx.Process(target=_nan_on_one_rank_worker, args=(r, port, out, criterion))
              for r in range(WORLD)]
     for p in procs:
         p.start()
     for p in procs:
-        p.join(timeout=180)
+        p.join(timeout=300)
     hung = [p.pid for p in procs if p.is_alive()]
     for p in procs:
         if p.is_alive():
             p.kill()
     assert not hung, "the ranks deadlocked"
     assert [p.exitcode for p in procs] == [0, 0]
-    # every rank learns that the step diverged, so every rank raises the divergence error
-    assert [Path(f"{out}.{r}").read_text() for r in range(WORLD)] == ["False", "False"]
+    messages = [Path(f"{out}.{r}").read_text() for r in range(WORLD)]
+    bad = 1 if criterion == "none" else 2  # E2MC gathers rank 1's NaN rows into both losses
+    for message in messages:
+        assert message.startswith("loss is nan at step 2 (epoch 0)"), message
+        assert f"not finite in {bad} of 2 process(es)" in message
+        assert "No checkpoint of this run was written" in message
+    # the step before the divergence is logged, nothing after it is
+    rows = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(r)["step"] for r in rows] == [1]
 
 
 @pytest.mark.skipif(not dist.is_gloo_available(), reason="torch built without gloo")
