@@ -11,6 +11,12 @@ data, generator states) saves and restores itself; :func:`train_step` is one opt
 step; ``_loop`` runs steps and checkpoints (:class:`CheckpointWriter`); :func:`train`
 orchestrates them.
 
+Host and device. A step reads nothing from the device, so a GPU is never left waiting for
+the host: the criteria skip their own NaN checks (the step checks its loss and embeddings on
+the device), the gathers are told that every process has a full batch, and the step's flags and
+loss parts are kept on the device until :class:`StepRecords` reads the pending steps, every
+``log_every`` steps and before each checkpoint (``tests/adapters/test_syncs.py`` counts this).
+
 Exact resumption. The learning rate is a function of the global step; the data order and each
 sample's augmentation are seeded (:mod:`adapters.sampling`). A checkpoint therefore determines
 the rest of the run: ``--resume`` continues bit for bit on a deterministic CPU.
