@@ -217,3 +217,34 @@ def test_swav_queue_is_split_over_the_processes_and_each_rank_resumes_its_own(tm
     assert [k for k in ta if not torch.equal(ta[k], tb[k])] == []
     for sa, sb in zip(a["process_states"], b["process_states"], strict=True):
         assert torch.equal(sa["queue"], sb["queue"])
+
+
+@pytest.mark.skipif(not dist.is_gloo_available(), reason="torch built without gloo")
+def test_sigterm_under_torchrun_stops_every_process_after_the_same_step(tmp_path):
+    """A scheduler signals the whole process group. Each process learns that a signal reached
+    any of them from the flags summed over the processes, read every --log-every steps, so all
+    stop after the same step and the checkpoint (which every process helps write) is that
+    step's; the run resumes from it."""
+    import signal
+    import time
+
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
+           "--master_port", str(_free_port()), "-m", "adapters.pretrain", *TINY_VICREG_E2MC,
+           "--epochs", "100", "--log-every", "2", "--out", str(tmp_path)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    metrics = tmp_path / "metrics.jsonl"
+    deadline = time.monotonic() + 300
+    while not (metrics.exists() and len(metrics.read_text().splitlines()) >= 2):
+        assert proc.poll() is None, proc.communicate()[1][-3000:]
+        assert time.monotonic() < deadline, "training made no progress"
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGTERM)
+    _, err = proc.communicate(timeout=300)
+    assert "stopped by signal SIGTERM" in err, err[-3000:]
+    step = load_checkpoint(tmp_path / "checkpoint.pt")["step"]
+    rows = [json.loads(r)["step"] for r in metrics.read_text().splitlines()]
+    assert rows == list(range(1, step + 1)) and step % 2 == 0
+    _torchrun("--resume", "--out", str(tmp_path), "--max-steps", str(step + 2))
+    assert load_checkpoint(tmp_path / "checkpoint.pt")["step"] == step + 2
