@@ -11,11 +11,12 @@ data, generator states) saves and restores itself; :func:`train_step` is one opt
 step; ``_loop`` runs steps and checkpoints (:class:`CheckpointWriter`); :func:`train`
 orchestrates them.
 
-Host and device. A step reads nothing from the device, so a GPU is never left waiting for
-the host: the criteria skip their own NaN checks (the step checks its loss and embeddings on
-the device), the gathers are told that every process has a full batch, and the step's flags and
-loss parts are kept on the device until :class:`StepRecords` reads the pending steps, every
-``log_every`` steps and before each checkpoint (``tests/adapters/test_syncs.py`` counts this).
+Host and device. A step reads nothing from the device, so the host queues the next step's
+work while a GPU runs this one's: the criteria skip their own NaN checks (the step checks its
+loss and embeddings on the device), the gathers are told that every process has a full batch,
+and the step's flags and loss parts stay on the device until :class:`StepRecords` reads the
+pending steps, every ``log_every`` steps and before each checkpoint
+(``tests/adapters/test_syncs.py`` counts this).
 
 Exact resumption. The learning rate is a function of the global step; the data order and each
 sample's augmentation are seeded (:mod:`adapters.sampling`). A checkpoint therefore determines
@@ -957,18 +958,18 @@ def _log_steps(records: StepRecords, log: MetricsLog | None, writer: CheckpointW
     row and whether a signal had reached any process."""
     steps = records.read()
     rate = samples * len(steps) / max(time.perf_counter() - since, 1e-9)
-    for record in steps:
-        row = {**record.row, "samples_per_s": rate}
+    rows = [{**record.row, "samples_per_s": rate} for record in steps]
+    for record, row in zip(steps, rows, strict=True):
         if record.non_finite:
-            parts = {k: v for k, v in row.items()
-                     if k not in ("step", "epoch", "loss", "lr", "samples_per_s")}
+            parts = {k: v for k, v in record.row.items()
+                     if k not in ("step", "epoch", "loss", "lr")}
             raise NonFiniteLoss(
                 f"loss is {row['loss']} at step {row['step']} (epoch {row['epoch']}); the loss "
                 f"or an embedding was not finite in {record.non_finite} of {process.world} "
                 f"process(es); parts: {parts}. {writer.last_good_text()}")
         if log is not None:
             log.write(row)
-    return row, any(record.signalled for record in steps)
+    return rows[-1], any(record.signalled for record in steps)
 
 
 def check_writable(out: Path) -> None:
