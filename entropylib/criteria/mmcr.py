@@ -24,7 +24,11 @@ def centroid_nuclear_norm(*views: torch.Tensor) -> torch.Tensor:
     tensor(3.)
     """
     centroids = torch.stack([unit_rows(z) for z in views]).mean(dim=0)
-    return torch.linalg.matrix_norm(centroids, ord="nuc")
+    # the SVD raises on a non-finite matrix; NaN instead, for a caller that checks the loss
+    # (views.caller_checks_finite) and must not read the device or stop on one process only
+    finite = torch.isfinite(centroids).all()
+    nuclear = torch.linalg.matrix_norm(torch.where(finite, centroids, 0.0), ord="nuc")
+    return torch.where(finite, nuclear, torch.nan)
 
 
 def unit_rows(z: torch.Tensor) -> torch.Tensor:
