@@ -138,6 +138,9 @@ CASES = {
         head_options={"out_dim": 16, "n_prototypes": 12, "queue_length": 8}),
     "simsiam+none": dict(method="simsiam", criterion="none"),
     "vicreg+logdet": dict(method="vicreg", criterion="logdet"),
+    "vicreg+vcreg": dict(method="vicreg", criterion="vcreg"),
+    "simsiam+uniformity": dict(method="simsiam", criterion="uniformity"),
+    # not mmcr: its SVD checks for convergence on the host inside torch (README)
 }
 
 
