@@ -165,7 +165,7 @@ def _kth_distance_tree(x: np.ndarray, k: int, norm: str, row_order: bool = False
     """
     tree = cKDTree(x, balanced_tree=False, compact_nodes=False)
     p = np.inf if norm == "max" else 2.0
-    workers = threads.for_work(x.shape[0], threads.KDTREE_PARALLEL_N)
+    workers = threads.kdtree_workers(*x.shape)
     dist, _ = tree.query(x[tree.indices], k=[k + 1], p=p, workers=workers)
     rho = dist[:, 0].astype(x.dtype, copy=False)
     if row_order:
@@ -220,7 +220,7 @@ def count_within(
             return counts
     r = np.nextafter(radius, -np.inf) if strict else np.asarray(radius, dtype=np.float64)
     tree = cKDTree(x64, balanced_tree=False, compact_nodes=False)
-    workers = threads.for_work(x64.shape[0], threads.KDTREE_PARALLEL_N)
+    workers = threads.kdtree_workers(*x64.shape)
     return tree.query_ball_point(x64, r, p=np.inf, return_length=True, workers=workers) - 1
 
 

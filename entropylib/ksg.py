@@ -64,7 +64,7 @@ import numpy as np
 from scipy.spatial import cKDTree
 from scipy.special import digamma
 
-from entropylib import knn, registry, validation
+from entropylib import knn, registry, threads, validation
 
 Groups = Sequence[Sequence[int]]
 
@@ -102,7 +102,8 @@ def ksg2(data: np.ndarray, groups: Groups, *, k: int = 3, ties: str = "raise",
     True
     """
     tree = cKDTree(data, balanced_tree=False, compact_nodes=False)
-    dist, idx = tree.query(data, k=k + 1, p=np.inf, workers=-1)
+    workers = threads.kdtree_workers(*data.shape)
+    dist, idx = tree.query(data, k=k + 1, p=np.inf, workers=workers)
     _check_ties(dist[:, k], data, ties)
     total = 0.0
     for g in groups:

@@ -30,7 +30,8 @@ entropy; docs/estimators.md, "Bias and RMSE", says why halving plain KL's RMSE a
 n = 10^3 would take a nearly efficient estimator).
 
 Distances and unit-ball volumes as in :mod:`entropylib.knn` (``norm="max"`` or
-``"euclidean"``); neighbours from scipy's KD-tree on all cores (numpy backend). A zero
+``"euclidean"``); neighbours from scipy's KD-tree (numpy backend), on all cores from the size
+set by :func:`entropylib.threads.kdtree_workers`. A zero
 distance to any of the K neighbours is a tie (``ties`` policy), so repeated rows need
 ``ties="jitter"`` or ``"floor"`` more often than with plain KL.
 
@@ -47,7 +48,7 @@ import numpy as np
 from scipy.spatial import cKDTree
 from scipy.special import digamma, gammaln
 
-from entropylib import knn, registry, validation
+from entropylib import knn, registry, threads, validation
 
 #: the most neighbours averaged over by default, and the sample size per neighbour
 MAX_K = 64
@@ -113,7 +114,8 @@ def weighted_kozachenko_leonenko(
         raise ValueError(f"weighted_knn averages over k = {k} neighbours and needs more than "
                          f"k samples, got n = {n}")
     tree = cKDTree(x, balanced_tree=False, compact_nodes=False)
-    rho, _ = tree.query(x, k=k + 1, p=np.inf if norm == "max" else 2.0, workers=-1)
+    rho, _ = tree.query(x, k=k + 1, p=np.inf if norm == "max" else 2.0,
+                        workers=threads.kdtree_workers(n, d))
     # column 0 is x_i itself (or a copy of it at distance 0, which leaves the others right)
     rho = rho[:, 1:]
     floor = validation.tie_floor(x).max(keepdims=True) if ties == "floor" else None
