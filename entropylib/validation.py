@@ -136,14 +136,14 @@ def column_range(data: Any) -> tuple[np.ndarray, np.ndarray]:
 
         lo, hi = torch.aminmax(data.detach(), dim=0)
         return lo.cpu().numpy(), hi.cpu().numpy()
-    return _column_reduce(data, np.minimum), _column_reduce(data, np.maximum)
+    return column_reduce(data, np.minimum), column_reduce(data, np.maximum)
 
 
-#: values per block of rows in :func:`_column_reduce`
+#: values per block of rows in :func:`column_reduce`
 REDUCE_BLOCK = 8192
 
 
-def _column_reduce(x: np.ndarray, op: np.ufunc) -> np.ndarray:
+def column_reduce(x: np.ndarray, op: np.ufunc) -> np.ndarray:
     """``op.reduce(x, axis=0)`` for a C-ordered (n, d) array, in contiguous vector loops.
 
     numpy reduces axis 0 of a C-ordered array row by row with a d-long inner loop, which for
