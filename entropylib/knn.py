@@ -186,7 +186,8 @@ def kth_distance(x: np.ndarray, k: int, use_numba: bool = False) -> np.ndarray:
     if use_numba:
         from entropylib import knn_kernels
 
-        rho = knn_kernels.kth_distance(x64, k, euclidean=False, row_order=True)
+        with threads.numba_threads(threads.for_work(x64.shape[0], threads.GRID_PARALLEL_N)):
+            rho = knn_kernels.kth_distance(x64, k, euclidean=False, row_order=True)
         if rho is not None:
             return rho
     return _kth_distance_tree(x64, k, "max", row_order=True)
@@ -215,7 +216,8 @@ def count_within(
     if use_numba:
         from entropylib import knn_kernels
 
-        counts = knn_kernels.count_within(x64, radius, strict)
+        with threads.numba_threads(threads.for_work(x64.shape[0], threads.GRID_PARALLEL_N)):
+            counts = knn_kernels.count_within(x64, radius, strict)
         if counts is not None:
             return counts
     r = np.nextafter(radius, -np.inf) if strict else np.asarray(radius, dtype=np.float64)
