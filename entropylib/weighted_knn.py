@@ -45,7 +45,6 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
-from scipy.spatial import cKDTree
 from scipy.special import digamma, gammaln
 
 from entropylib import knn, registry, threads, validation
@@ -113,7 +112,7 @@ def weighted_kozachenko_leonenko(
     if n <= k:
         raise ValueError(f"weighted_knn averages over k = {k} neighbours and needs more than "
                          f"k samples, got n = {n}")
-    tree = cKDTree(x, balanced_tree=False, compact_nodes=False)
+    tree = knn.kdtree(x)
     rho, _ = tree.query(x, k=k + 1, p=np.inf if norm == "max" else 2.0,
                         workers=threads.kdtree_workers(n, d))
     # column 0 is x_i itself (or a copy of it at distance 0, which leaves the others right)

@@ -130,7 +130,7 @@ def test_kdtree_threads_follow_the_query_work(monkeypatch):
 def test_kdtree_queries_use_the_thread_policy(monkeypatch, n, d, method, expected):
     from scipy.spatial import cKDTree
 
-    from entropylib import knn, weighted_knn
+    from entropylib import knn
 
     seen = []
 
@@ -139,8 +139,7 @@ def test_kdtree_queries_use_the_thread_policy(monkeypatch, n, d, method, expecte
             seen.append(workers)
             return super().query(*args, workers=workers, **kwargs)
 
-    for module in (knn, weighted_knn):
-        monkeypatch.setattr(module, "cKDTree", Tree)
+    monkeypatch.setattr(knn, "cKDTree", Tree)
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
     monkeypatch.delenv("NUMBA_NUM_THREADS", raising=False)
     x = np.random.default_rng(0).normal(size=(n, d))
@@ -152,7 +151,7 @@ def test_ksg_neighbour_query_uses_the_thread_policy(monkeypatch):
     """ksg2's joint neighbour search on 500 points: one thread (it used every core)."""
     from scipy.spatial import cKDTree
 
-    from entropylib import ksg
+    from entropylib import knn, ksg
 
     seen = []
 
@@ -161,7 +160,7 @@ def test_ksg_neighbour_query_uses_the_thread_policy(monkeypatch):
             seen.append(workers)
             return super().query(*args, workers=workers, **kwargs)
 
-    monkeypatch.setattr(ksg, "cKDTree", Tree)
+    monkeypatch.setattr(knn, "cKDTree", Tree)
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
     xy = np.random.default_rng(0).normal(size=(500, 2))
     ksg.ksg2(xy, [[0], [1]])
@@ -179,3 +178,13 @@ def test_ksg_numba_searches_use_the_thread_policy(monkeypatch):
     xy = np.random.default_rng(0).normal(size=(2_000, 3))
     entropylib.mutual_information(xy[:, :1], xy[:, 1:], "ksg1", backend="numba")
     assert counts == [1, 1, 1]  # the joint search, then the counts in x and in y
+
+
+@pytest.mark.parametrize("d, balanced", [(3, False), (5, False), (6, True), (8, True)])
+def test_kdtree_splits_at_medians_from_d_6(monkeypatch, d, balanced):
+    from entropylib import knn
+
+    built = []
+    monkeypatch.setattr(knn, "cKDTree", lambda x, **kwargs: built.append(kwargs))
+    knn.kdtree(np.zeros((10, d)))
+    assert built == [{"balanced_tree": balanced, "compact_nodes": balanced}]
