@@ -17,7 +17,8 @@ KSG1 mutual information against ennemi (1 + 1 dimensions) and infomeasure (``app
 20 min per call at 10^5. Peers run under ``threadpoolctl.threadpool_limits(1)`` (their KD-tree
 queries are single-threaded already; ennemi gets ``max_threads=1``).
 
-Timing: ours and the peer alternate within each repeat, the median is reported; numba is
+Timing: ours and the peer alternate within each repeat, the median is reported; calls faster
+than ``MIN_SAMPLE_S`` are looped within a sample (time per call reported); numba is
 compiled (or loaded from its cache) before timing; ``uptime`` before and after goes into the
 results file. Ratio = peer time / our time (> 1: ours faster).
 
@@ -28,6 +29,7 @@ results file. Ratio = peer time / our time (> 1: ours faster).
 from __future__ import annotations
 
 import argparse
+import math
 import multiprocessing
 import os
 import platform
@@ -137,18 +139,34 @@ def cases() -> list[Case]:
     return cases_at(10_000, rng) + cases_at(100_000, rng)
 
 
+#: a timed sample lasts at least this long (fast calls are looped): a millisecond call timed
+#: alone on busy cores measures mostly where the scheduler preempted it
+MIN_SAMPLE_S = 0.05
+
+
+def per_call(f: Callable[[], float], loops: int) -> tuple[float, float]:
+    """Seconds per call of ``loops`` back-to-back calls, and the last value."""
+    start = time.perf_counter()
+    for _ in range(loops):
+        value = float(f())
+    return (time.perf_counter() - start) / loops, value
+
+
 def median_times(ours: Callable[[], float], peer: Callable[[], float],
                  repeats: int) -> tuple[float, float, float]:
-    """Median seconds of ours and of the peer (alternating) and |difference| of the values."""
+    """Median seconds per call of ours and of the peer (alternating samples of at least
+    ``MIN_SAMPLE_S``) and |difference| of the values."""
+    with threadpool_limits(1):
+        peer_first = per_call(peer, 1)[0]
+    loops_ours = max(1, math.ceil(MIN_SAMPLE_S / per_call(ours, 1)[0]))
+    loops_peer = max(1, math.ceil(MIN_SAMPLE_S / peer_first))
     t_ours, t_peer = [], []
     for _ in range(repeats):
-        start = time.perf_counter()
-        v_ours = float(ours())
-        t_ours.append(time.perf_counter() - start)
+        t, v_ours = per_call(ours, loops_ours)
+        t_ours.append(t)
         with threadpool_limits(1):
-            start = time.perf_counter()
-            v_peer = float(peer())
-            t_peer.append(time.perf_counter() - start)
+            t, v_peer = per_call(peer, loops_peer)
+        t_peer.append(t)
     return statistics.median(t_ours), statistics.median(t_peer), abs(v_ours - v_peer)
 
 
@@ -191,7 +209,8 @@ def main() -> None:
         f"{scipy.__version__}, numba threads available to entropylib: "
         f"{threads.available()}. Script: `benchmarks/bench_loaded.py` (its docstring "
         f"says what is timed). Loaded: {args.load} busy-loop processes at the script's "
-        f"priority. Median of {args.repeats} alternating repeats; ratio = peer time / our "
+        f"priority. Median of {args.repeats} alternating repeats, each at least "
+        f"{MIN_SAMPLE_S} s (fast calls looped, seconds per call shown); ratio = peer time / our "
         "time (> 1: ours faster); abs diff: |ours - peer| (different formulas where the peer "
         "is another estimator: auto, kde bandwidth constants).",
         "",
