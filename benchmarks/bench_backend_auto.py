@@ -12,9 +12,13 @@ all available threads: the smallest size from which the threads are at most 10 %
 load they are at best even; on idle cores they gain up to 2x).
 
 numba is compiled before timing; repeats alternate the contenders so load hits both alike. The
-machine's load changes the thread crossovers most: the run records ``uptime``.
+machine's load changes the thread crossovers most (run it on idle cores: the run records
+``uptime``). It ends by printing the ``NUMBA_FROM`` table of entropylib/estimate.py and the
+thread sizes of entropylib/threads.py as code to paste over the old values. Duration: 23 s with
+``--repeats 1`` at a load average of 8 on 2 cores; each repeat adds about a twelfth of the
+full run, so ``--repeats 11`` takes about 2 to 3 minutes.
 
-    .venv/bin/python benchmarks/bench_backend_auto.py            # writes results/backend_auto.md
+    .venv/bin/python benchmarks/bench_backend_auto.py --repeats 11  # results/backend_auto.md
     .venv/bin/python benchmarks/bench_backend_auto.py --repeats 3 --no-write
 """
 
@@ -43,7 +47,7 @@ CASES = [
     ("van_es", False, 1, (1000, 3000, 10_000, 30_000, 100_000)),
     ("ebrahimi", False, 1, (1000, 3000, 10_000, 30_000, 100_000)),
     ("correa", False, 1, (300, 1000, 3000, 10_000, 30_000)),
-    ("knn", True, 3, (1000, 3000, 10_000, 30_000, 100_000)),
+    ("knn", True, 3, (1000, 3000, 10_000, 30_000, 100_000, 300_000)),
     ("kde", False, 1, (300, 1000, 3000, 10_000)),
     ("kde", True, 2, (300, 1000, 3000, 10_000)),
 ]
@@ -141,11 +145,32 @@ def thread_crossovers(repeats: int, lines: list[str]) -> dict[str, float]:
     return out
 
 
+def python_number(value: float, inf: str = "math") -> str:
+    """A table value as Python source: an int with digit separators, or infinity as
+    ``math.inf`` (estimate.py imports math) or ``float("inf")`` (threads.py does not)."""
+    if math.isfinite(value):
+        return f"{round(value):_}"
+    return "math.inf" if inf == "math" else 'float("inf")'
+
+
+
+def numba_from_code(table: dict[tuple[str, bool], float]) -> list[str]:
+    """The NUMBA_FROM assignment of entropylib/estimate.py for the measured table (methods
+    measured only joint or only marginal keep the code's other entry, shown as in the code)."""
+    from entropylib.estimate import NUMBA_FROM
+
+    merged = {**NUMBA_FROM, **table}
+    return ["NUMBA_FROM: dict[tuple[str, bool], float] = {",
+            *(f"    ({method!r}, {joint}): {python_number(v)},".replace("'", '"')
+              for (method, joint), v in merged.items()), "}"]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
+    start = time.perf_counter()
     uptime = [subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()]
     lines = ["# backend=\"auto\": numpy/numba crossovers and thread use", "",
              f"Command: `.venv/bin/python benchmarks/bench_backend_auto.py --repeats "
@@ -154,14 +179,16 @@ def main() -> None:
     thread_table = thread_crossovers(args.repeats, lines)
     uptime.append(subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip())
     kde_n = thread_table["kde (pairs n^2 d / 2)"]
-    lines += ["", "## What the code holds", "",
-              "`NUMBA_FROM` in entropylib/estimate.py (values n * d from which numba is used):", "",
-              "    " + repr({f"{m}{' joint' if j else ''}": v for (m, j), v in table.items()}), "",
-              "entropylib/threads.py: KDE_PARALLEL_WORK = "
-              f"{kde_n * (kde_n - 1) / 2 if math.isfinite(kde_n) else math.inf:.3g} pair "
-              f"evaluations; GRID_PARALLEL_N = {thread_table['knn grid d=3']}; "
-              f"KDTREE_PARALLEL_N = {thread_table['knn KD-tree d=3']}", "",
-              "`uptime` before and after:", "", *("    " + u for u in uptime), ""]
+    lines += ["", "## What the code holds (paste over the old values)", "",
+              "entropylib/estimate.py:", "", *("    " + line for line in numba_from_code(table)),
+              "", "entropylib/threads.py:", "",
+              f"    KDE_PARALLEL_WORK = {python_number(kde_n * (kde_n - 1) / 2, 'float')}",
+              f"    GRID_PARALLEL_N = {python_number(thread_table['knn grid d=3'], 'float')}",
+              f"    KDTREE_PARALLEL_N = "
+              f"{python_number(thread_table['knn KD-tree d=3'], 'float')}", "",
+              "(inf: the numba backend, or the threads, never measured faster.)", "",
+              f"{time.perf_counter() - start:.0f} s. `uptime` before and after:", "",
+              *("    " + u for u in uptime), ""]
     text = "\n".join(lines)
     print(text)
     if not args.no_write:

@@ -17,17 +17,24 @@ Sections (``--only`` runs some of them and rewrites only their part of the resul
   m-variable form (written below from the library's exact neighbour counts) and the
   entropy differences.
 - ``cmi``: I(X; Y | Z) on a normal chain (Frenzel-Pompe against entropy differences).
+- ``choice``: how ``weighted_knn``'s defaults were chosen: the weighted KL with L = 1, 2, 3
+  cancelled terms and K = 16 to 128 neighbours, mean RMSE relative to plain KL over six
+  densities that the ``entropy`` section does not use (Laplace, logistic, t5, lognormal,
+  Gamma(3), Beta(3, 2) coordinates, mixed), at d = 3, 5, 10 and n = 10^3, 10^4.
 - ``entropy``: joint entropy, plain Kozachenko-Leonenko (k = 3) against ``weighted_knn``, on
   correlated normal, multivariate t (df 4), and mixed Gamma(2) and Beta(2, 2) products (a fixed
   invertible map A: H(AX) = H(X) + log|det A|), d = 1, 2, 3, 5, 10, n = 10^3 and 10^4.
   Target: half plain KL's RMSE at d = 5 and 10 (averaged over the four densities), no worse
-  at d <= 3. The BSY choice of cancelled terms (floor(d / 4), one at d = 5) is shown for d = 5.
+  at d <= 3. Also shown: the BSY choice of cancelled terms (floor(d / 4), one at d = 5) at
+  d = 5; the sum of marginal entropies minus a KSG total correlation (d >= 5); and the
+  efficiency floor sqrt(Var log f(X) / n) of each density.
 
 Timing: implementations alternate within each repeat and the median is reported; numba is
 compiled before timing; ``uptime`` before and after goes into the file.
 
     .venv/bin/python benchmarks/bench_information.py                 # all sections
     .venv/bin/python benchmarks/bench_information.py --only speed --repeats 3
+    .venv/bin/python benchmarks/bench_information.py --only choice,entropy --reps 20
 """
 
 from __future__ import annotations
@@ -51,10 +58,10 @@ from scipy.spatial import cKDTree
 from scipy.special import digamma, gammaln
 
 import entropylib
-from entropylib import knn
+from entropylib import knn, weighted_knn
 
 RESULTS = Path(__file__).parent / "results" / "information.md"
-SECTIONS = ("speed", "mi", "tc", "cmi", "entropy")
+SECTIONS = ("speed", "mi", "tc", "cmi", "choice", "entropy")
 
 
 # ---------------------------------------------------------------- samples with closed forms
@@ -104,6 +111,37 @@ def entropy_sample(family: str, d: int, n: int, rng: np.random.Generator):
     return z @ a.T, d * float(law.entropy()) + float(np.linalg.slogdet(a)[1])
 
 
+#: densities on which weighted_knn's K and cancelled terms were chosen (``choice``), none of
+#: them among the four the ``entropy`` section reports on: heavy tails (Laplace, logistic, t5),
+#: skew (lognormal, Gamma(3)) and bounded skewed support (Beta(3, 2)); independent coordinates
+#: mixed by B = I + 0.5 (subdiagonal) - 0.2 (second superdiagonal)
+CHOICE_LAWS = {"laplace": stats.laplace(), "logistic": stats.logistic(), "t5": stats.t(5),
+               "lognormal": stats.lognorm(0.5), "gamma3": stats.gamma(3.0),
+               "beta32": stats.beta(3.0, 2.0)}
+
+
+def choice_sample(law: str, d: int, n: int, rng: np.random.Generator):
+    b = np.eye(d) + 0.5 * np.eye(d, k=-1) - 0.2 * np.eye(d, k=2)
+    z = CHOICE_LAWS[law].rvs(size=(n, d), random_state=rng)
+    return z @ b.T, d * float(CHOICE_LAWS[law].entropy()) + float(np.linalg.slogdet(b)[1])
+
+
+def efficiency_floor(family: str, d: int, n: int) -> float:
+    """sqrt(Var log f(X) / n), the standard deviation of an efficient estimator (the floor
+    of any regular estimator's RMSE), by Monte Carlo on 2 * 10^5 points."""
+    rng = np.random.default_rng(12345)
+    size = 200_000
+    if family in ("normal", "t"):
+        cov = ar1(d, 0.6)
+        law = (stats.multivariate_normal(np.zeros(d), cov) if family == "normal"
+               else stats.multivariate_t(np.zeros(d), cov, df=4))
+        logf = law.logpdf(law.rvs(size=size, random_state=rng))
+    else:  # log f(Az) = sum log f(z_i) - log|det A|: the same variance as the product's
+        law = stats.gamma(2.0) if family == "gamma" else stats.beta(2.0, 2.0)
+        logf = law.logpdf(law.rvs(size=(size, d), random_state=rng)).sum(axis=1)
+    return float(np.std(logf) / np.sqrt(n))
+
+
 # ---------------------------------------------------------------- peers and alternatives
 
 
@@ -129,18 +167,33 @@ def one_step_tc(x: np.ndarray, k: int = 3) -> float:
     return float(digamma(k) + (m - 1) * digamma(n) - total)
 
 
-def bsy_weighted_kl(x: np.ndarray, k: int) -> float:
-    """Weighted KL with Berrett-Samworth-Yuan's floor(d / 4) cancelled terms (min-norm)."""
+def per_k_estimates(x: np.ndarray, kmax: int) -> np.ndarray:
+    """Plain max-norm Kozachenko-Leonenko estimates with the j-th neighbour, j = 1..kmax."""
     n, d = x.shape
-    rho = cKDTree(x).query(x, k=k + 1, p=np.inf, workers=-1)[0][:, 1:]
+    rho = cKDTree(x).query(x, k=kmax + 1, p=np.inf, workers=-1)[0][:, 1:]
+    j = np.arange(1, kmax + 1)
+    return digamma(n) - digamma(j) + d * np.log(2) + d * np.log(rho).mean(axis=0)
+
+
+def bias_weights(k: int, d: int, terms: int) -> np.ndarray:
+    """Minimum-norm weights over j = 1..k with sum 1 cancelling Gamma(j + 2l/d) / Gamma(j),
+    l = 1..terms (Berrett-Samworth-Yuan's constraints), solved here independently of the
+    library (no row scaling)."""
     j = np.arange(1, k + 1)
     a = np.vstack([np.ones(k)] + [np.exp(gammaln(j + 2 * l / d) - gammaln(j))
-                                  for l in range(1, d // 4 + 1)])
+                                  for l in range(1, terms + 1)])
     b = np.zeros(a.shape[0])
     b[0] = 1.0
-    w = np.linalg.lstsq(a, b, rcond=None)[0]
-    per_k = digamma(n) - digamma(j) + d * np.log(2) + d * np.log(rho).mean(axis=0)
-    return float(w @ per_k)
+    return np.linalg.lstsq(a, b, rcond=None)[0]
+
+
+def marginals_minus_tc(x: np.ndarray) -> float:
+    """H(X) = sum_j H(X_j) - TC(X); TC is invariant under monotone maps of each column, so
+    KSG1 estimates it on the normal scores of the ranks (light tails, no skew)."""
+    n = x.shape[0]
+    scores = stats.norm.ppf((stats.rankdata(x, axis=0) - 0.5) / n)
+    marginals = float(np.sum(entropylib.estimate(x)))
+    return marginals - float(entropylib.total_correlation(scores, "ksg1"))
 
 
 # ---------------------------------------------------------------- helpers
@@ -320,6 +373,46 @@ def section_cmi(reps: int) -> list[str]:
     ]
 
 
+def section_choice(reps: int) -> list[str]:
+    """Mean RMSE of weighted KL (K neighbours, L cancelled terms) over the six CHOICE_LAWS,
+    relative to plain KL (k = 3), at d = 3, 5, 10 and n = 10^3, 10^4."""
+    grid = [(terms, k) for terms in (1, 2, 3) for k in (16, 32, 64, 96, 128)]
+    cells = [(d, n) for n in (1000, 10_000) for d in (3, 5, 10)]
+    ratios: dict[tuple[int, int], list[float]] = {c: [] for c in grid}
+    for d, n in cells:
+        errs: dict[object, dict[str, list[float]]] = {}
+        for law in CHOICE_LAWS:
+            for r in range(reps if n == 1000 else max(3, reps // 4)):
+                x, true = choice_sample(law, d, n, np.random.default_rng(7000 + 100 * r + d))
+                per_k = per_k_estimates(x, 128) - true
+                errs.setdefault("plain", {}).setdefault(law, []).append(per_k[2])
+                for terms, k in grid:
+                    errs.setdefault((terms, k), {}).setdefault(law, []).append(
+                        float(bias_weights(k, d, terms) @ per_k[:k]))
+
+        def mean_rmse(e: dict[str, list[float]]) -> float:
+            return float(np.mean([np.sqrt(np.mean(np.square(v))) for v in e.values()]))
+
+        plain = mean_rmse(errs["plain"])
+        for c in grid:
+            ratios[c].append(mean_rmse(errs[c]) / plain)
+        print(d, n, {c: round(ratios[c][-1], 3) for c in grid}, flush=True)
+    rows = [[str(terms), str(k), *[f"{v:.2f}" for v in ratios[(terms, k)]],
+             f"{np.mean(ratios[(terms, k)]):.3f}"] for terms, k in grid]
+    return [
+        "## Choice of weighted_knn's K and cancelled terms, on densities not reported below",
+        "",
+        f"Mean RMSE over six densities ({', '.join(CHOICE_LAWS)}; independent coordinates "
+        "mixed by B = I + 0.5 (subdiagonal) - 0.2 (second superdiagonal)) relative to plain KL "
+        f"(k = 3); {reps} samples per density at n = 1,000 and {max(3, reps // 4)} at "
+        "n = 10,000. L: the first L terms Gamma(j + 2l/d) / Gamma(j) cancelled by "
+        "minimum-norm weights over j = 1..K (BSY take L = floor(d / 4): 0 at d = 3, 1 at d = 5, "
+        "2 at d = 10).",
+        "",
+        *table(["L", "K", *[f"d = {d}, n = {n:,}" for d, n in cells], "mean"], rows),
+    ]
+
+
 def section_entropy(reps: int) -> list[str]:
     families = ("normal", "t", "gamma", "beta")
     rows, summary = [], []
@@ -335,19 +428,25 @@ def section_entropy(reps: int) -> list[str]:
                     errs.setdefault("weighted_knn", []).append(
                         float(entropylib.estimate(x, "weighted_knn", joint=True)) - true)
                     if d == 5:
-                        k = min(64, n // 16)
-                        errs.setdefault("bsy", []).append(bsy_weighted_kl(x, k) - true)
+                        k = weighted_knn.default_k(n, d)
+                        errs.setdefault("bsy", []).append(
+                            float(bias_weights(k, d, d // 4) @ per_k_estimates(x, k)) - true)
+                    if d >= 5:
+                        errs.setdefault("copula", []).append(marginals_minus_tc(x) - true)
                 for m, e in errs.items():
                     rmse.setdefault(m, []).append(float(np.sqrt(np.mean(np.square(e)))))
+                rmse.setdefault("floor", []).append(efficiency_floor(family, d, n))
                 rows.append([str(d), f"{n:,}", family, bias_rmse(errs["knn"]),
                              bias_rmse(errs["weighted_knn"]),
-                             bias_rmse(errs["bsy"]) if "bsy" in errs else ""])
+                             *[bias_rmse(errs[m]) if m in errs else "" for m in ("bsy", "copula")],
+                             f"{rmse['floor'][-1]:.3f}"])
                 print(rows[-1], flush=True)
             plain, weighted = np.mean(rmse["knn"]), np.mean(rmse["weighted_knn"])
             target = 0.5 if d >= 5 else 1.0
             summary.append([str(d), f"{n:,}", f"{plain:.3f}", f"{weighted:.3f}",
-                            f"{np.mean(rmse['bsy']):.3f}" if "bsy" in rmse else "",
-                            f"{weighted / plain:.2f}",
+                            *[f"{np.mean(rmse[m]):.3f}" if m in rmse else ""
+                              for m in ("bsy", "copula", "floor")],
+                            f"{weighted / plain:.2f}", f"{np.mean(rmse['floor']) / plain:.2f}",
                             f"<= {target}", "yes" if weighted / plain <= target else "no"])
     return [
         "## Accuracy: joint entropy, plain KL against weighted_knn",
@@ -356,14 +455,21 @@ def section_entropy(reps: int) -> list[str]:
         "n = 10,000; max-norm, plain KL with k = 3, weighted_knn with its defaults "
         "(K = min(64, n // 16), max(2, d // 4) cancelled terms). normal and t (df 4): AR(1) "
         "scale, rho = 0.6; gamma (Gamma(2)) and beta (Beta(2, 2)): independent coordinates "
-        "mixed by A = I + 0.4 (superdiagonal). BSY: floor(d / 4) cancelled terms, same K.",
+        "mixed by A = I + 0.4 (superdiagonal). BSY: floor(d / 4) cancelled terms, same K "
+        "(d = 5). marginals - TC (d >= 5): the sum of the columns' `estimate(x[:, j])` "
+        "(method auto) minus KSG1 total correlation of the normal scores of the ranks. floor: "
+        "sqrt(Var log f(X) / n), the asymptotic RMSE of an efficient estimator (the "
+        "semiparametric lower bound for regular estimators; a biased estimator, or the "
+        "sampling error of an RMSE over 20 samples, about +-16 %, can put a cell below it); "
+        "floor ratio: floor / plain KL.",
         "",
         "Mean RMSE over the four densities:",
         "",
-        *table(["d", "n", "plain KL", "weighted_knn", "BSY terms", "ratio", "target",
-                "target met"], summary),
+        *table(["d", "n", "plain KL", "weighted_knn", "BSY terms", "marginals - TC", "floor",
+                "ratio", "floor ratio", "target", "target met"], summary),
         "",
-        *table(["d", "n", "density", "plain KL", "weighted_knn", "BSY terms"], rows),
+        *table(["d", "n", "density", "plain KL", "weighted_knn", "BSY terms", "marginals - TC",
+                "floor"], rows),
     ]
 
 

@@ -61,10 +61,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
-from scipy.spatial import cKDTree
 from scipy.special import digamma
 
-from entropylib import knn, registry, validation
+from entropylib import knn, registry, threads, validation
 
 Groups = Sequence[Sequence[int]]
 
@@ -101,8 +100,9 @@ def ksg2(data: np.ndarray, groups: Groups, *, k: int = 3, ties: str = "raise",
     >>> bool(abs(mi - (-0.5 * np.log(1 - 0.6**2))) < 0.03)
     True
     """
-    tree = cKDTree(data, balanced_tree=False, compact_nodes=False)
-    dist, idx = tree.query(data, k=k + 1, p=np.inf, workers=-1)
+    tree = knn.kdtree(data)
+    workers = threads.kdtree_workers(*data.shape)
+    dist, idx = tree.query(data, k=k + 1, p=np.inf, workers=workers)
     _check_ties(dist[:, k], data, ties)
     total = 0.0
     for g in groups:

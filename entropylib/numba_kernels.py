@@ -402,5 +402,18 @@ def ebrahimi(x: np.ndarray, *, m: int, ties: str = "raise") -> np.ndarray:
 
 
 def correa(x: np.ndarray, *, m: int, ties: str = "raise") -> np.ndarray:
-    """Numba :func:`entropylib.spacings.correa` (O(n) per column on smooth data)."""
-    return (-_run("correa", x, m, CORREA_REL_TOL, ties)).astype(x.dtype, copy=False)
+    """Numba :func:`entropylib.spacings.correa` (O(n) per column on smooth data).
+
+    The window variances are sums of squared deviations in float64: on subnormal data they
+    underflow to 0 and near 1e300 they overflow. Such columns are estimated, as in
+    :func:`entropylib.estimate`, in a frame scaled by a power of 2 (exact), and the log of the
+    scale is added back (H(x 2^e) = H(x) + e log 2), so that finite data give the finite
+    answer on a direct call too.
+    """
+    lo, hi = validation.column_range(x)
+    exponents = validation.frame_exponents(lo.astype(np.float64), hi.astype(np.float64),
+                                           "column")
+    if exponents is None:
+        return (-_run("correa", x, m, CORREA_REL_TOL, ties)).astype(x.dtype, copy=False)
+    h = -_run("correa", validation.to_frame(x, exponents), m, CORREA_REL_TOL, ties)
+    return (h - exponents * np.log(2.0)).astype(x.dtype, copy=False)

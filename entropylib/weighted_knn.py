@@ -8,9 +8,9 @@ The Kozachenko-Leonenko estimate with the j-th neighbour (:mod:`entropylib.knn`)
 has a bias that, for a smooth density, expands in powers of the neighbour radius:
 :math:`E \\hat H_j - H \\approx \\sum_l c_l \\, \\frac{\\Gamma(j + 2l/d)}{\\Gamma(j)}
 \\, n^{-2l/d}`, with constants c_l that depend on the density but not on j. At d = 10 the
-first term decays like n^(-1/5) and plain KL stays biased by +0.2 to +1.4 nats at n = 10^4
-on common densities. Berrett, Samworth & Yuan (2019) average the estimates over j = 1..K with
-weights that sum to one and cancel those terms:
+first term decays like n^(-1/5): on the benchmark's densities plain KL is biased by up to
++1.4 nats at n = 10^3 and +0.9 at n = 10^4. Berrett, Samworth & Yuan (2019) average the
+estimates over j = 1..K with weights that sum to one and cancel those terms:
 
 .. math::
     \\hat H_w = \\sum_{j=1}^{K} w_j \\hat H_j, \\qquad \\sum_j w_j = 1, \\qquad
@@ -19,12 +19,19 @@ weights that sum to one and cancel those terms:
 They take L = floor(d / 4) (the terms that decay slower than n^(-1/2)); here
 L = max(2, floor(d / 4)), and w is the minimum-norm solution over all j <= K (the average over
 many neighbours keeps the variance near that of one large-k estimate). K defaults to
-min(64, n // 16). Both choices were measured on normal, multivariate t, gamma and beta
-samples: at d = 5, cancelling two terms instead of BSY's one lowered the averaged RMSE, and at
-d <= 3 it stayed at or below plain KL's (benchmarks/results/information.md).
+min(64, n // 16). Both choices come from a grid (L = 1, 2, 3; K = 16 to 128) on six densities
+(Laplace, logistic, t5, lognormal, Gamma(3), Beta(3, 2) coordinates, mixed) at d = 3, 5, 10,
+n = 10^3 and 10^4: L = 2 with K = 64 or 96 had the lowest RMSE relative to plain KL averaged
+over the cells (0.64); at d = 5, BSY's L = 1 was at best 0.97 (n = 10^3) and 0.81 (n = 10^4),
+L = 2 with K = 64 0.93 and 0.70. On four other densities (normal, t4, Gamma(2), Beta(2, 2))
+it is 0.68x plain KL's RMSE at d = 5, n = 10^3, 0.40x at n = 10^4, 0.28x to 0.34x at d = 10
+and 0.75x to 0.92x at d <= 3 (``benchmarks/bench_information.py``, sections choice and
+entropy; docs/estimators.md, "Bias and RMSE", says why halving plain KL's RMSE at d = 5,
+n = 10^3 would take a nearly efficient estimator).
 
 Distances and unit-ball volumes as in :mod:`entropylib.knn` (``norm="max"`` or
-``"euclidean"``); neighbours from scipy's KD-tree on all cores (numpy backend). A zero
+``"euclidean"``); neighbours from scipy's KD-tree (numpy backend), on all cores from the size
+set by :func:`entropylib.threads.kdtree_workers`. A zero
 distance to any of the K neighbours is a tie (``ties`` policy), so repeated rows need
 ``ties="jitter"`` or ``"floor"`` more often than with plain KL.
 
@@ -38,10 +45,9 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
-from scipy.spatial import cKDTree
 from scipy.special import digamma, gammaln
 
-from entropylib import knn, registry, validation
+from entropylib import knn, registry, threads, validation
 
 #: the most neighbours averaged over by default, and the sample size per neighbour
 MAX_K = 64
@@ -106,8 +112,9 @@ def weighted_kozachenko_leonenko(
     if n <= k:
         raise ValueError(f"weighted_knn averages over k = {k} neighbours and needs more than "
                          f"k samples, got n = {n}")
-    tree = cKDTree(x, balanced_tree=False, compact_nodes=False)
-    rho, _ = tree.query(x, k=k + 1, p=np.inf if norm == "max" else 2.0, workers=-1)
+    tree = knn.kdtree(x)
+    rho, _ = tree.query(x, k=k + 1, p=np.inf if norm == "max" else 2.0,
+                        workers=threads.kdtree_workers(n, d))
     # column 0 is x_i itself (or a copy of it at distance 0, which leaves the others right)
     rho = rho[:, 1:]
     floor = validation.tie_floor(x).max(keepdims=True) if ties == "floor" else None

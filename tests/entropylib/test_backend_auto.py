@@ -109,3 +109,82 @@ def test_compile_ahead_of_time(tmp_path):
     assert "compiled or loaded from the cache" in out.stdout
     cached = {p.name.split(".")[0] for p in tmp_path.rglob("*.nbi")}
     assert {"numba_kernels", "knn_kernels", "kde_kernels"} <= cached
+
+
+def test_kdtree_threads_follow_the_query_work(monkeypatch):
+    """Threads from KDTREE_PARALLEL_N points of d = 3 work, a point of d dimensions counting
+    as 1.6^(d - 3) of them (the measured growth of a query's cost per point)."""
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    monkeypatch.delenv("NUMBA_NUM_THREADS", raising=False)
+    assert threads.kdtree_workers(17_320, 3) == 2 and threads.kdtree_workers(17_319, 3) == 1
+    # d = 8: 17,320 / 1.6^5 = 1,651.8 points
+    assert threads.kdtree_workers(1_652, 8) == 2 and threads.kdtree_workers(1_651, 8) == 1
+    # d = 2: 17,320 * 1.6 = 27,712 points
+    assert threads.kdtree_workers(27_713, 2) == 2 and threads.kdtree_workers(27_711, 2) == 1
+
+
+@pytest.mark.parametrize("n, d, method, expected", [
+    (10_000, 8, "knn", 2),  # 0.3 to 0.5 s of query work: was one thread (n < 17,320)
+    (300, 4, "weighted_knn", 1),  # a few ms: was every core
+])
+def test_kdtree_queries_use_the_thread_policy(monkeypatch, n, d, method, expected):
+    from scipy.spatial import cKDTree
+
+    from entropylib import knn
+
+    seen = []
+
+    class Tree(cKDTree):
+        def query(self, *args, workers, **kwargs):
+            seen.append(workers)
+            return super().query(*args, workers=workers, **kwargs)
+
+    monkeypatch.setattr(knn, "cKDTree", Tree)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    monkeypatch.delenv("NUMBA_NUM_THREADS", raising=False)
+    x = np.random.default_rng(0).normal(size=(n, d))
+    entropylib.estimate(x, method, joint=True, backend="numpy")
+    assert seen == [expected]
+
+
+def test_ksg_neighbour_query_uses_the_thread_policy(monkeypatch):
+    """ksg2's joint neighbour search on 500 points: one thread (it used every core)."""
+    from scipy.spatial import cKDTree
+
+    from entropylib import knn, ksg
+
+    seen = []
+
+    class Tree(cKDTree):
+        def query(self, *args, workers, **kwargs):
+            seen.append(workers)
+            return super().query(*args, workers=workers, **kwargs)
+
+    monkeypatch.setattr(knn, "cKDTree", Tree)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    xy = np.random.default_rng(0).normal(size=(500, 2))
+    ksg.ksg2(xy, [[0], [1]])
+    assert seen == [1]
+
+
+def test_ksg_numba_searches_use_the_thread_policy(monkeypatch):
+    """KSG's numba neighbour search and ball counts on 2,000 points run on one thread (they
+    ran on every thread: 20 to 40 ms per parallel launch with the cores busy, for 1 ms of
+    work)."""
+    counts = []
+    original = threads.numba_threads
+    monkeypatch.setattr(threads, "numba_threads", lambda c: counts.append(c) or original(c))
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    xy = np.random.default_rng(0).normal(size=(2_000, 3))
+    entropylib.mutual_information(xy[:, :1], xy[:, 1:], "ksg1", backend="numba")
+    assert counts == [1, 1, 1]  # the joint search, then the counts in x and in y
+
+
+@pytest.mark.parametrize("d, balanced", [(3, False), (5, False), (6, True), (8, True)])
+def test_kdtree_splits_at_medians_from_d_6(monkeypatch, d, balanced):
+    from entropylib import knn
+
+    built = []
+    monkeypatch.setattr(knn, "cKDTree", lambda x, **kwargs: built.append(kwargs))
+    knn.kdtree(np.zeros((10, d)))
+    assert built == [{"balanced_tree": balanced, "compact_nodes": balanced}]

@@ -109,3 +109,13 @@ def test_correlated_normals(d, rho):
     x = np.random.default_rng(d).multivariate_normal(np.zeros(d), cov, size=20_000)
     truth = stats.multivariate_normal(cov=cov).entropy()
     assert entropylib.estimate(x, "gaussian", joint=True) == pytest.approx(truth, abs=0.03)
+
+
+@pytest.mark.parametrize("n", [4_095, 4_096, 10_001])  # one block, exactly one, three blocks
+def test_joint_over_several_row_blocks_equals_scipy(n):
+    """The covariance is summed over blocks of rows: the same entropy as scipy's on np.cov,
+    with a mean far from 0 (centring happens per block)."""
+    x = np.random.default_rng(n).normal(size=(n, 5)) @ np.triu(np.ones((5, 5))) + 1e3
+    expected = stats.multivariate_normal(cov=np.cov(x.T)).entropy()
+    np.testing.assert_allclose(entropylib.estimate(x, "gaussian", joint=True), expected,
+                               rtol=1e-12)

@@ -132,3 +132,16 @@ def test_covariance_failure_names_the_scale_not_collinearity(func, exponent, cau
     x = np.ldexp(sample(d=3), exponent)
     with np.errstate(all="ignore"), pytest.raises(ValueError, match=f"covariance {cause}"):
         func(x)
+
+
+@pytest.mark.parametrize("exponent", [996, -1030])
+def test_numba_correa_called_directly_at_extreme_scale(exponent):
+    """The public kernel, without estimate's frame: on x 2^-1030 (subnormal) its float64
+    window variances underflowed to 0 (ZeroDivisionError), on x 2^996 they overflowed (NaN).
+    Reference: scipy on x plus exponent log 2."""
+    from entropylib import numba_kernels
+
+    x = sample()
+    m = math.floor(math.sqrt(x.shape[0]) + 0.5)
+    h = numba_kernels.correa(np.ldexp(x, exponent), m=m)
+    np.testing.assert_allclose(h, scipy_entropy(x, "correa") + exponent * LN2, rtol=1e-12)
