@@ -45,7 +45,7 @@ def test_the_test_set_is_scored_with_the_trunk_of_the_best_validation_epoch():
     best = int(np.argmax(res.val_top1))  # the earliest best epoch
     assert best < 7, "the check needs a best epoch before the last"
     assert res.best_epoch == best + 1
-    # a validation pass per epoch, then the test pass: 4 batches of 8 each (30 samples)
+    # a validation pass per epoch, then the test pass: 30 samples each, 4 batches of <= 8
     assert len(trunk.eval_weights) == 4 * 8 + 4
     assert torch.equal(trunk.eval_weights[-1], trunk.eval_weights[4 * best])
     assert not torch.equal(trunk.eval_weights[-1], trunk.eval_weights[4 * 7])  # not the last
