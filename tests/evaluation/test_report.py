@@ -1,11 +1,12 @@
-"""The report's JSON conversion: numpy values become JSON numbers and lists, not strings."""
+"""The report: numpy values become JSON numbers and lists, not strings; the table's cells for
+one seed, several seeds and a metric a model lacks."""
 
 import json
 import math
 
 import numpy as np
 
-from evaluation.report import SeedSummary, jsonable, write_report
+from evaluation.report import SeedSummary, comparison_table, jsonable, write_report
 
 
 def test_numpy_values_become_json_numbers_and_lists():
@@ -27,3 +28,12 @@ def test_written_report_reads_back_as_the_results(tmp_path):
                                                  "values": [0.25, 0.75]}
     assert saved["details"]["m diagnostics"]["entropy_profile"] == [1.0, "-inf"]
     assert saved["accuracies"] == ["knn_20", "linear_1"]
+
+
+def test_table_cells_of_one_seed_several_seeds_and_a_missing_metric():
+    results = {"a": {"linear_1": SeedSummary.of([0.5]), "knn_20": 0.25},
+               "b": {"linear_1": SeedSummary.of([0.5, 0.75])}}
+    lines = comparison_table(results, {"linear_1", "knn_20"}).splitlines()
+    assert lines[2] == "| linear_1 (%) | 50.00 | 62.50 ± 17.68 |"  # std of 0.5, 0.75: 0.1768
+    assert lines[3] == "| knn_20 (%) | 25.00 | - |"  # b has no knn_20
+    assert jsonable({"x": None, "y": [None, 1]}) == {"x": None, "y": [None, 1]}
