@@ -23,6 +23,9 @@ from evaluation import features
 from evaluation.features import data_loader, extract_features, shard_bounds
 
 WORLD = 2
+# a gather chunk of 5 feature rows (6 float32 columns) forces several exchanges (shards of 19
+# and 18 rows)
+GATHER_BYTES = 5 * WORLD * 6 * 4
 
 
 def _model() -> nn.Module:
@@ -58,17 +61,24 @@ def _data(n: int) -> TensorDataset:
 
 
 def _worker(rank: int, port: int, n: int, out: str) -> None:
-    # a gather chunk of 5 rows forces several exchanges (shards of 19 and 18 rows)
-    features._GATHER_BYTES = 5 * WORLD * 6 * 4
+    features._GATHER_BYTES = GATHER_BYTES
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
                       WORLD_SIZE=str(WORLD), LOCAL_RANK=str(rank))
     torch.set_num_threads(1)
     dist.init_process_group("gloo")
     try:
-        model, seen = _exact_model(), []
+        model, seen, received = _exact_model(), [], []
         model.register_forward_hook(lambda _m, inputs, _o: seen.append(len(inputs[0])))
+        gather = dist.all_gather
+
+        def counting_gather(parts, piece):  # bytes this process receives per collective
+            received.append(sum(p.numel() * p.element_size() for p in parts))
+            return gather(parts, piece)
+
+        dist.all_gather = counting_gather
         feats, labels = extract_features(model, _data(n), batch_size=4, progress=False)
-        np.savez(f"{out}.{rank}.npz", features=feats, labels=labels, seen=sum(seen))
+        np.savez(f"{out}.{rank}.npz", features=feats, labels=labels, seen=sum(seen),
+                 received=np.array(received, dtype=np.int64))
     finally:
         dist.destroy_process_group()
 
@@ -95,6 +105,9 @@ def test_two_processes_return_the_one_process_features_in_order(tmp_path, n):
             np.testing.assert_array_equal(got["labels"], single_labels)
             np.testing.assert_array_equal(got["features"], single)
             assert got["features"].dtype == np.float32
+            # features and labels are exchanged in chunks: a process never receives more
+            # than _GATHER_BYTES per collective (the bound on GPU memory)
+            assert 0 < got["received"].max() <= GATHER_BYTES
     # the work was split: each process ran the model on its own shard only
     assert seen == np.diff(shard_bounds(n, WORLD)).tolist()
 
