@@ -39,7 +39,7 @@ MUTANTS ?= 40
 SEED ?= 0
 mutate: $(STAMP)
 	$(if $(MODULE),,$(error give a module: make mutate MODULE=entropylib/spacings.py))
-	$(PY) mutation/mutate.py $(MODULE) --max-mutants $(MUTANTS) --seed $(SEED) $(if $(TESTS),--tests $(TESTS))
+	$(PY) mutation/mutate.py $(MODULE) --max-mutants $(MUTANTS) --seed $(SEED) $(if $(TESTS),--tests $(TESTS)) $(if $(K),-k "$(K)")
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis docs/_build

@@ -15,6 +15,11 @@ SIGTERM). A mutant the tests do not fail on "survives": either it is equivalent 
     python mutation/mutate.py evaluation/subsets.py --list            # list, run nothing
 
 The tests are ``tests/<package path>/test_<module name>*.py`` unless ``--tests`` is given.
+
+A module with numba kernels (``@njit``) is run against a numba cache of its own: the unmutated
+run fills a temporary cache, and every mutant starts from a copy of it without the module's own
+entries, so the mutant's kernels are compiled from its source and nothing compiled from a mutant
+outlives its run (or reaches the checkout's ``__pycache__``).
 """
 
 from __future__ import annotations
@@ -25,9 +30,11 @@ import copy
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -274,13 +281,57 @@ def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
 
 
-def run_tests(tests: list[Path], timeout: float | None) -> tuple[str, float]:
-    """('passed' | 'failed' | 'timeout', seconds) of one pytest run in its own process group."""
+def uses_numba(source: str) -> bool:
+    """Whether a module compiles numba kernels (whose machine code numba caches on disk)."""
+    return any(
+        isinstance(node, ast.Name | ast.Attribute) and _name(node) in ("njit", "jit")
+        for node in ast.walk(ast.parse(source))
+    )
+
+
+class NumbaCache:
+    """A numba cache for one run: a warm copy for the unmutated tests, a fresh one per mutant.
+
+    numba keys a cached kernel on its source file's modification time and size, so a mutant
+    would miss the cache anyway; deleting the module's entries from each mutant's copy makes
+    the recompilation certain instead of depending on timestamps, and the copy is thrown away
+    after the mutant, so the machine code of a mutant is never loaded by a later run.
+    """
+
+    def __init__(self, module: Path) -> None:
+        self.prefix = f"{module.stem}."  # numba names its files <module stem>.<function>-...
+        self.root = Path(tempfile.mkdtemp(prefix="mutate-numba-"))
+        self.warm = self.root / "warm"
+        self.warm.mkdir()
+
+    def for_mutant(self) -> Path:
+        """A copy of the warm cache without the mutated module's kernels."""
+        fresh = self.root / "mutant"
+        shutil.rmtree(fresh, ignore_errors=True)
+        shutil.copytree(self.warm, fresh, ignore=self._own_entries)
+        return fresh
+
+    def _own_entries(self, folder: str, names: list[str]) -> list[str]:
+        return [name for name in names if name.startswith(self.prefix)]
+
+    def close(self) -> None:
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+def run_tests(
+    tests: list[str], timeout: float | None, numba_cache: Path | None = None
+) -> tuple[str, float]:
+    """('passed' | 'failed' | 'timeout', seconds) of one pytest run in its own process group.
+
+    ``tests`` are pytest arguments: files, node ids (``file::test``) and options such as ``-k``.
+    """
     env = dict(os.environ, PYTHONPATH=str(ROOT), PYTHONDONTWRITEBYTECODE="1")
+    if numba_cache is not None:
+        env["NUMBA_CACHE_DIR"] = str(numba_cache)
     cmd = [sys.executable, "-m", "pytest", "-x", "-q", "-n", "0", "-p", "no:cacheprovider"]
     t0 = time.perf_counter()
     proc = subprocess.Popen(
-        cmd + [str(t) for t in tests],
+        cmd + tests,
         cwd=ROOT,
         env=env,
         stdout=subprocess.DEVNULL,
@@ -316,19 +367,44 @@ def main(argv: list[str] | None = None) -> int:
     source = module.read_text(encoding="utf-8")
     mutants = find_mutants(source)
     chosen = _choose(mutants, args)
-    tests = [Path(t).resolve() for t in args.tests] if args.tests else default_tests(module)
+    files = [_from_root(t) for t in args.tests] if args.tests else [
+        str(t.relative_to(ROOT)) for t in default_tests(module)
+    ]
+    tests = files + (["-k", args.k] if args.k else [])
     rel = module.relative_to(ROOT)
     print(f"{rel} at commit {_commit()}: {len(mutants)} mutants, running {len(chosen)} "
-          f"(seed {args.seed}) against {', '.join(str(t.relative_to(ROOT)) for t in tests)}")
+          f"(seed {args.seed}) against {' '.join(tests)}")
     if args.list:
         for m in chosen:
             print(f"{m.id:4d}  line {m.line:4d}  {m.operator:22s} {m.change(source)}")
         return 0
-    if not tests:
+    if not files:
         sys.exit(f"no tests match tests/{rel.parent}/test_{rel.stem}*.py: give --tests")
-    status, base = run_tests(tests, None)
+    cache = NumbaCache(module) if uses_numba(source) else None
+    try:
+        results = _run_mutants(module, source, chosen, tests, cache, args)
+    finally:
+        if cache is not None:
+            cache.close()
+    _report(results, source)
+    return 0
+
+
+def _run_mutants(
+    module: Path,
+    source: str,
+    chosen: list[Mutant],
+    tests: list[str],
+    cache: NumbaCache | None,
+    args: argparse.Namespace,
+) -> list[tuple[Mutant, str]]:
+    rel = module.relative_to(ROOT)
+    status, base = run_tests(tests, None, cache and cache.warm)
     if status != "passed":
         sys.exit("the tests fail on the unmutated module: fix them before mutating")
+    if cache is not None:  # the warm run compiled; the mutants recompile this module's kernels
+        status, base = run_tests(tests, None, cache.for_mutant())
+        print(f"numba module: each mutant recompiles its kernels in a fresh cache ({cache.root})")
     timeout = args.timeout_factor * base + 10
     print(f"unmutated tests pass in {base:.1f} s; timeout per mutant {timeout:.0f} s")
     results = []
@@ -336,7 +412,7 @@ def main(argv: list[str] | None = None) -> int:
         for m in chosen:
             restorer.write(source[: m.start] + m.after + source[m.end :])
             try:
-                status, seconds = run_tests(tests, timeout)
+                status, seconds = run_tests(tests, timeout, cache and cache.for_mutant())
             finally:
                 restorer.restore()
             results.append((m, status))
@@ -347,8 +423,13 @@ def main(argv: list[str] | None = None) -> int:
                     record = {"module": str(rel), "status": status, "seconds": round(seconds, 1)}
                     fh.write(json.dumps(record | asdict(m)))
                     fh.write("\n")
-    _report(results, source)
-    return 0
+    return results
+
+
+def _from_root(test: str) -> str:
+    """A test file or node id given from the current folder, as seen from the repository root."""
+    path, sep, node = test.partition("::")
+    return f"{os.path.relpath(Path(path).resolve(), ROOT)}{sep}{node}"
 
 
 def _choose(mutants: list[Mutant], args: argparse.Namespace) -> list[Mutant]:
@@ -380,7 +461,10 @@ def _short(text: str, width: int = 70) -> str:
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("module", help="the .py file to mutate, e.g. entropylib/spacings.py")
-    p.add_argument("--tests", nargs="+", help="test files (default: the mirrored test_<module>*)")
+    p.add_argument("--tests", nargs="+",
+                   help="test files or node ids (file::test) "
+                   "(default: the mirrored test_<module>*)")
+    p.add_argument("-k", help="run only the tests matching this pytest -k expression")
     p.add_argument("--max-mutants", type=int, default=40, help="sample size (default 40)")
     p.add_argument("--seed", type=int, default=0, help="seed of the sample (default 0)")
     p.add_argument("--ids", help="comma-separated mutant ids to run instead of a sample")
