@@ -16,15 +16,15 @@ from entropylib import registry, validation
 #: inf: numba measured no faster (numpy's vectorised sort on one column; knn marginal runs the
 #: same code on both). Methods not listed go to numba from NUMBA_AUTO_SIZE values.
 NUMBA_FROM: dict[tuple[str, bool], float] = {
-    ("m_spacing", False): 54_772,
+    ("m_spacing", False): math.inf,
     ("vasicek", False): math.inf,
     ("van_es", False): math.inf,
-    ("ebrahimi", False): math.inf,
+    ("ebrahimi", False): 54_772,
     ("correa", False): 300,
     ("knn", False): math.inf,
     ("knn", True): math.inf,
     ("kde", False): 547,
-    ("kde", True): 1094,
+    ("kde", True): 600,
 }
 NUMBA_AUTO_SIZE = 20_000
 
