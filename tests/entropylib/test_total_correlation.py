@@ -40,7 +40,10 @@ def test_is_marginals_minus_joint_exactly():
         marginal = entropylib.estimate(x, method, backend=backend)
         joint = entropylib.estimate(x, method, joint=True, backend=backend)
         tc = entropylib.total_correlation(x, method, backend=backend)
-        assert tc == marginal.sum() - joint
+        if backend == "numpy":
+            assert tc == marginal.sum() - joint
+        else:  # the numba KDE's last bit depends on the memory layout of the stacked data
+            assert tc == pytest.approx(marginal.sum() - joint, rel=0, abs=1e-12)
     # Gaussian: -0.5 log det R with R the sample correlation matrix
     r = np.corrcoef(x.T)
     assert entropylib.total_correlation(x, "gaussian") == pytest.approx(
