@@ -487,8 +487,7 @@ def report(plan: Plan, store: RunStore, *, command: str, notes: Sequence[str] = 
         "images used without labels for all SSL training; test 10,000 images only scored). "
         f"Selection (probe C, fine-tuning epoch) on a validation split of {exp.data.val_fraction:g}"
         " of the labelled training images, per seed."
-        + (f" Evaluation subsets: first {exp.data.eval_train_limit} training / "
-           f"{exp.data.eval_test_limit} test images." if exp.data.eval_train_limit else ""),
+        + _subsets_text(exp.data),
         "- Base models: " + "; ".join(
             f"{b.method} ({b.backbone}, {b.epochs} epochs, batch {b.batch_size}, seed {b.seed}"
             + (f", capped at {b.max_steps} steps" if b.max_steps else "") + ")" for b in exp.bases
@@ -519,6 +518,17 @@ def report(plan: Plan, store: RunStore, *, command: str, notes: Sequence[str] = 
     lines += ["", "Per-unit configurations and metrics: `runs.csv` and `paper/runs/<key>/"
               "result.json`."]
     return "\n".join(lines) + "\n"
+
+
+def _subsets_text(data: Any) -> str:
+    """How the evaluation subsets were drawn (empty when the whole splits were used)."""
+    if not data.eval_train_limit:
+        return ""
+    from evaluation.model_data import TEST_SUBSET_SEED, TRAIN_SUBSET_SEED
+
+    return (f" Evaluation subsets: seeded random draws of {data.eval_train_limit} training "
+            f"(seed {TRAIN_SUBSET_SEED}) and {data.eval_test_limit} test images "
+            f"(seed {TEST_SUBSET_SEED}).")
 
 
 def _base_digests(units: Iterable[Unit], store: RunStore) -> str:

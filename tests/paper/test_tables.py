@@ -8,6 +8,8 @@ import zlib
 import numpy as np
 import pytest
 
+from evaluation.model_data import TEST_SUBSET_SEED, TRAIN_SUBSET_SEED
+from evaluation.subsets import limit_indices
 from paper import config as cfg
 from paper.plan import build_plan
 from paper.tables import PAPER_TABLE1, summarize, write_results
@@ -127,6 +129,14 @@ def test_csv_report_and_figures(filled):
     assert "`CMD`" in report
     assert f"{PAPER_TABLE1[('swav', '+E2MC')]['linear_1']:.2f}" in report
     assert "Incomplete" in report
+    # the evaluation subsets are seeded random draws, not the first images of each split
+    train_idx = limit_indices(60_000, plan.experiment.data.eval_train_limit,
+                              seed=TRAIN_SUBSET_SEED)
+    assert sorted(train_idx) != list(range(len(train_idx)))
+    assert (f"seeded random draws of {plan.experiment.data.eval_train_limit} training "
+            f"(seed {TRAIN_SUBSET_SEED}) and {plan.experiment.data.eval_test_limit} test images "
+            f"(seed {TEST_SUBSET_SEED})") in report
+    assert "first 512" not in report
     for name in ("separability.png", "diagnostics.png"):
         assert (tmp / "results" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
