@@ -51,6 +51,8 @@ class UnloadedGlobal:
 
 #: payload key of the checksum :func:`save_checkpoint` stores and :func:`load_checkpoint` checks
 INTEGRITY_KEY = "integrity"
+#: key of a backbone export's side file holding the SHA-256 of the weights file
+EXPORT_DIGEST_KEY = "weights_sha256"
 
 
 class CheckpointWriteError(OSError):
@@ -251,10 +253,13 @@ def export_backbone(
         raise TypeError(f"module must be an nn.Module, got {type(module).__name__}")
     state = OrderedDict((k, v.detach().cpu().clone()) for k, v in module.state_dict().items())
     path = Path(path)
-    if metadata is not None:
-        text = json.dumps(dict(metadata), indent=2, sort_keys=True)
-        _atomic_write(export_metadata_path(path), lambda f: f.write(text.encode()))
     _atomic_write(path, lambda f: torch.save(state, f))
+    if metadata is not None:
+        # the side file names the weights it describes: `sha256sum <path>` prints the same
+        with open(path, "rb") as fh:
+            digest = hashlib.file_digest(fh, "sha256").hexdigest()
+        text = json.dumps({**dict(metadata), EXPORT_DIGEST_KEY: digest}, indent=2, sort_keys=True)
+        _atomic_write(export_metadata_path(path), lambda f: f.write(text.encode()))
     return path
 
 
@@ -265,14 +270,30 @@ def export_metadata_path(path: str | os.PathLike[str]) -> Path:
 
 
 def load_export_metadata(path: str | os.PathLike[str]) -> dict[str, Any] | None:
-    """The metadata written by :func:`export_backbone`, or None if the export has none."""
+    """The metadata written by :func:`export_backbone`, or None if the export has none.
+
+    Raises :class:`CheckpointError` when the side file records the SHA-256 of the weights
+    file and ``path`` no longer matches it (changed, truncated, or exported again without its
+    side file); side files from before the checksum was recorded are read as they are.
+    """
     meta = export_metadata_path(path)
     if not meta.is_file():
         return None
     try:
-        return json.loads(meta.read_text())
+        value = json.loads(meta.read_text())
     except (OSError, ValueError) as err:
         raise CheckpointError(f"cannot read export metadata {str(meta)!r}: {err}") from err
+    expected = value.pop(EXPORT_DIGEST_KEY, None)
+    if expected is not None:
+        with open(path, "rb") as fh:
+            actual = hashlib.file_digest(fh, "sha256").hexdigest()
+        if actual != expected:
+            raise CheckpointError(
+                f"backbone export {os.fspath(path)!r} does not match its metadata {str(meta)!r}: "
+                f"SHA-256 {actual}, the metadata records {expected}; the run's checkpoint.pt "
+                "holds the same backbone (adapters.load_encoder reads it too)"
+            )
+    return value
 
 
 def _check_plain(value: Any, where: str) -> None:

@@ -433,3 +433,33 @@ def test_export_backbone_loads_into_torchvision(tmp_path):
     assert load_export_metadata(bare) is None
     with pytest.raises(TypeError, match="must be an nn.Module"):
         export_backbone(tmp_path / "x.pth", state)
+
+
+def test_export_side_file_records_the_weights_checksum(tmp_path):
+    """The side file holds the SHA-256 of the weights file (what `sha256sum` prints), and
+    loading an export whose weights no longer match it is refused with both digests named."""
+    import hashlib
+    import json
+
+    from adapters import load_encoder
+
+    net = build_backbone("small_cnn", in_channels=1)
+    meta = {"method": "simsiam", "backbone": "small_cnn", "dataset": "digits", "in_channels": 1,
+            "image_size": 28, "mean": [0.3], "std": [0.3], "epoch": 1}
+    path = export_backbone(tmp_path / "backbone.pt", net, metadata=meta)
+    recorded = json.loads((tmp_path / "backbone.pt.json").read_text())["weights_sha256"]
+    assert recorded == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert load_export_metadata(path) == meta
+    load_encoder(path)
+    # another run's weights put in its place (same keys and shapes, other values)
+    other = build_backbone("small_cnn", in_channels=1)
+    with torch.no_grad():
+        next(other.parameters()).add_(1.0)
+    torch.save(other.state_dict(), path)
+    with pytest.raises(CheckpointError, match="does not match its metadata") as err:
+        load_encoder(path)
+    assert recorded in str(err.value)
+    assert hashlib.sha256(path.read_bytes()).hexdigest() in str(err.value)
+    # a side file written before the checksum was recorded still loads
+    (tmp_path / "backbone.pt.json").write_text(json.dumps(meta))
+    assert load_export_metadata(path) == meta
