@@ -147,7 +147,7 @@ def estimate(
         )
     if _is_empty(x):
         raise ValueError(
-            f"x is empty (shape {_shape(x)}); method {method!r} needs at least "
+            f"x is empty (shape {_shape(x)}); method {method!r} needs "
             f"{_smallest_n(spec, options)} samples per column"
         )
     samples = validation.as_samples(x)
@@ -338,12 +338,13 @@ def _is_empty(x: Any) -> bool:
 
 
 def _smallest_n(spec: registry.Method, options: dict[str, Any], limit: int = 1000) -> str:
-    """The smallest n the method accepts with these options (for the empty-input message)."""
+    """How many samples the method needs with these options, for the empty-input message:
+    ``"at least n"`` with the smallest accepted n, or ``"more than limit"``."""
     opts = {**spec.options, **options}
-    for n in range(1, limit):
+    for n in range(1, limit + 1):
         try:
             if n >= spec.min_samples(spec.check_options(opts, n), n):
-                return str(n)
+                return f"at least {n}"
         except (TypeError, ValueError):
             continue
     return f"more than {limit}"

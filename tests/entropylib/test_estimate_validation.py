@@ -4,6 +4,7 @@ Spacing methods, every backend where the row reaches the backend.
 """
 
 import math
+import re
 import warnings
 
 import numpy as np
@@ -470,3 +471,29 @@ def test_jitter_dequantizes_once(method, backend, monkeypatch):
     assert np.array_equal(h, entropylib.estimate(x, method, backend=backend, ties="jitter",
                                                  seed=7))
     assert np.array_equal(h, entropylib.estimate(original(x, 7), method, backend=backend))
+
+
+@pytest.mark.parametrize("method", sorted(name for name, about in entropylib.methods().items()
+                                         if "entropy" in about["measures"]))
+@pytest.mark.parametrize("m", [None, 1, 7, 499, 500])
+def test_the_empty_input_message_tells_the_truth(method, m):
+    """What the empty-input error says a method needs is what estimate then accepts: the
+    smallest accepted n when it says "at least n" (n - 1 refused), a refused n when it says
+    "more than n"."""
+    options = {} if m is None else {"m": m}
+    if m is not None and "m" not in entropylib.methods()[method].get("options", {}):
+        pytest.skip(f"{method} has no window m")
+    with pytest.raises(ValueError, match="is empty") as err:
+        entropylib.estimate(np.zeros(0), method, **options)
+    match = re.search(r"needs (at least|more than) (\d+) samples", str(err.value))
+    assert match, str(err.value)
+    kind, n = match.group(1), int(match.group(2))
+    rng = np.random.default_rng(0)
+    if kind == "at least":
+        assert np.isfinite(entropylib.estimate(rng.normal(size=n), method, **options))
+        if n > 1:
+            with pytest.raises(ValueError):
+                entropylib.estimate(rng.normal(size=n - 1), method, **options)
+    else:
+        with pytest.raises(ValueError):
+            entropylib.estimate(rng.normal(size=n), method, **options)
