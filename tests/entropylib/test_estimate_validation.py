@@ -473,16 +473,19 @@ def test_jitter_dequantizes_once(method, backend, monkeypatch):
     assert np.array_equal(h, entropylib.estimate(original(x, 7), method, backend=backend))
 
 
-@pytest.mark.parametrize("method", sorted(name for name, about in entropylib.methods().items()
-                                         if "entropy" in about["measures"]))
-@pytest.mark.parametrize("m", [None, 1, 7, 499, 500])
+_ENTROPY_METHODS = {name: about for name, about in entropylib.methods().items()
+                    if "entropy" in about["measures"]}
+
+
+@pytest.mark.parametrize(("method", "m"), [
+    (name, m) for name, about in sorted(_ENTROPY_METHODS.items())
+    for m in ([None, 1, 7, 499, 500] if "m" in about.get("options", {}) else [None])
+])
 def test_the_empty_input_message_tells_the_truth(method, m):
     """What the empty-input error says a method needs is what estimate then accepts: the
     smallest accepted n when it says "at least n" (n - 1 refused), a refused n when it says
     "more than n"."""
     options = {} if m is None else {"m": m}
-    if m is not None and "m" not in entropylib.methods()[method].get("options", {}):
-        pytest.skip(f"{method} has no window m")
     with pytest.raises(ValueError, match="is empty") as err:
         entropylib.estimate(np.zeros(0), method, **options)
     match = re.search(r"needs (at least|more than) (\d+) samples", str(err.value))
