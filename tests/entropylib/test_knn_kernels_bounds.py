@@ -8,13 +8,9 @@ five dimensions, both norms, ties, sparse and crowded grids (the ring search), c
 than a work block.
 """
 
-import os
-import subprocess
-import sys
 import textwrap
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.entropylib.without_jit import run_without_jit
 
 SCRIPT = textwrap.dedent(
     """
@@ -60,9 +56,4 @@ SCRIPT = textwrap.dedent(
 
 
 def test_grid_kernels_stay_inside_their_arrays_and_agree_with_brute_force():
-    env = {**os.environ, "NUMBA_DISABLE_JIT": "1",
-           "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
-    out = subprocess.run([sys.executable, "-c", SCRIPT], env=env, capture_output=True,
-                         text=True, timeout=600)
-    assert out.returncode == 0, out.stderr[-3000:]
-    assert out.stdout.strip() == "ok"
+    run_without_jit(SCRIPT)
