@@ -40,15 +40,18 @@ TABLE_NAMES = ("table1", "table2", "ablation", "sensitivity")
 #: ``benchmarks/bench_paper_budget.py``: the mean of the runs with and without E2MC (see
 #: benchmarks/results/paper.md). Under load from other jobs steps were 3-10x slower.
 STEP_SECONDS = {"vicreg": 0.57, "swav": 1.15, "simsiam": 0.51}
-#: Seconds of one evaluation unit of the full configuration: probe fits measured by the same
-#: script (1.3 s per L-BFGS fit on 54,000 rows; 6 fits per label fraction), semisup from the
-#: step time (1% of the labels x 20 epochs is about 45 single-view steps + one test pass), the
-#: others rounded up from the quick run.
-EVAL_SECONDS = {"linear": 10.0, "knn": 5.0, "semisup": 30.0, "transfer": 3.0,
+#: Seconds of one evaluation unit of the full configuration, features excluded (counted once
+#: per checkpoint below). linear and measure: the study's own units (``seconds`` in their
+#: result.json, 2026-11-30, 2 cores): with the machine nearly idle a linear unit that found the
+#: features cached took 50 s and a measure unit 44 s (57-65 s each at load 3.5-4); the first
+#: estimate (1.3 s per L-BFGS fit x 6 fits per label fraction) was 5x too low. semisup from the
+#: step time (1% of the labels x 20 epochs is about 45 single-view steps + one test pass); the
+#: others rounded up from the quick run and the study's validate units (12 s).
+EVAL_SECONDS = {"linear": 50.0, "knn": 5.0, "semisup": 30.0, "transfer": 3.0,
                 "diagnostics": 10.0,
                 # the study (paper.study): validation probes on 1% / 10% of the labels + kNN;
-                # mechanism: KSG on 2,000 x 256 (18 s at load 20) + entropies
-                "validate": 8.0, "measure": 15.0}
+                # mechanism: test-split entropies, RankMe, Gaussian TC and KSG on 2,000 x 256
+                "validate": 12.0, "measure": 45.0}
 #: CPU seconds of the features of 70,000 images (measured: 24.9 s)
 FEATURE_SECONDS = 25.0
 
