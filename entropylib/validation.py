@@ -74,7 +74,8 @@ def as_samples(x: Any) -> Samples:
     """Check shape and dtype and return the sample as a 2-D float array of shape (n, d).
 
     numpy input: integer and float16 become float64 / float32 ... as numpy promotes for
-    ``float``: integers -> float64, float16 -> float32, float32 and float64 kept.
+    ``float``: integers -> float64, float16 -> float32, float32 and float64 kept (in the
+    machine's byte order).
     torch input: float32 / float64 kept (device kept), integers -> float64, half -> float32.
     """
     if is_tensor(x):
@@ -95,6 +96,8 @@ def as_samples(x: Any) -> Samples:
         arr = arr.astype(np.float64)
     elif arr.dtype == np.float16:
         arr = arr.astype(np.float32)
+    elif not arr.dtype.isnative:  # '>f8' from a file: numba and torch take native order only
+        arr = arr.astype(arr.dtype.newbyteorder("="))
     _check_shape(arr.shape)
     was_1d = arr.ndim == 1
     return Samples(arr.reshape(-1, 1) if was_1d else arr, was_1d, False)
