@@ -234,15 +234,22 @@ def _ksg(spec: registry.Method, measure: str, data: Any, groups: list[list[int]]
 
 def _entropy_difference(measure: str, method: str, data: Any, groups: list[list[int]],
                         kwargs: dict[str, Any]) -> Any:
+    # A constant column makes every entropy holding it -inf (-inf - -inf = NaN) but changes no
+    # information measure: (X, c) is a one-to-one function of X. It is left out, and a
+    # variable with no column left is constant, with H = 0 in every term (I(c; Y) = 0).
+    lo, hi = validation.column_range(data)
+    groups = [[c for c in g if lo[c] != hi[c]] for g in groups]
+
     def h(cols: list[int]) -> Any:
-        return estimate(data[:, cols], method, joint=True, **kwargs)
+        return estimate(data[:, cols], method, joint=True, **kwargs) if cols else 0.0
 
     everything = [c for g in groups for c in g]
     if measure == "conditional_mutual_information":
         x, y, z = groups
         return h(x + z) + h(y + z) - h(everything) - h(z)
-    if all(len(g) == 1 for g in groups):  # one column per variable: one marginal call
-        return estimate(data, method, **kwargs).sum() - h(everything)
+    if everything and all(len(g) <= 1 for g in groups):  # one column per variable: one call
+        live = data if len(everything) == data.shape[1] else data[:, everything]
+        return estimate(live, method, **kwargs).sum() - h(everything)
     return sum(h(g) for g in groups) - h(everything)
 
 

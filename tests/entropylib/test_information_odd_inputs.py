@@ -1,0 +1,53 @@
+"""Information measures on odd but legitimate inputs: constant variables, data at the edge of
+the float range, keyword types. References are exact identities of the measures."""
+
+import numpy as np
+import pytest
+import torch
+
+import entropylib
+
+#: methods estimating information as entropy differences (every method with a joint entropy)
+DIFFERENCE = sorted(name for name, info in entropylib.methods().items() if info["joint"])
+TIES = ("raise", "jitter", "floor")
+
+
+def correlated(n=300, d=3, rho=0.6, seed=0):
+    cov = np.full((d, d), rho) + (1 - rho) * np.eye(d)
+    return np.random.default_rng(seed).multivariate_normal(np.zeros(d), cov, size=n)
+
+
+@pytest.mark.parametrize("method", DIFFERENCE)
+@pytest.mark.parametrize("ties", TIES)
+def test_a_constant_column_adds_no_information(method, ties):
+    """(X, c) is a one-to-one function of X, so a constant column changes no information
+    measure, and a constant variable shares none: I(c; Y) = 0, I(X; Y | c) = I(X; Y). The
+    entropy differences took -inf - (-inf) = NaN silently (ties "jitter" / "floor") or raised
+    that the entropy is -inf (ties "raise")."""
+    xyz = correlated()
+    x, y, z = xyz[:, :1], xyz[:, 1:2], xyz[:, 2:]
+    const = np.full((xyz.shape[0], 1), 2.5)
+    mi = entropylib.mutual_information(x, y, method, ties=ties)
+    assert entropylib.mutual_information(const, y, method, ties=ties) == 0.0
+    assert entropylib.mutual_information(np.hstack([x, const]), y, method, ties=ties) == (
+        pytest.approx(mi, rel=1e-12))
+    assert entropylib.conditional_mutual_information(x, y, const, method, ties=ties) == (
+        pytest.approx(mi, rel=1e-12))
+    assert entropylib.conditional_mutual_information(const, y, z, method, ties=ties) == (
+        pytest.approx(0.0, abs=1e-12))
+    tc = entropylib.total_correlation(xyz, method, ties=ties)
+    with_const = np.hstack([xyz[:, :1], const, xyz[:, 1:]])
+    assert entropylib.total_correlation(with_const, method, ties=ties) == pytest.approx(
+        tc, rel=1e-12)
+    grouped = entropylib.total_correlation(with_const, method, groups=[[0, 1], [2, 3]],
+                                           ties=ties)
+    assert grouped == pytest.approx(entropylib.total_correlation(
+        xyz, method, groups=[[0], [1, 2]], ties=ties), rel=1e-12)
+
+
+def test_a_constant_column_keeps_the_gradient_of_the_others():
+    xy = torch.from_numpy(correlated(d=2)).requires_grad_()
+    const = torch.full((xy.shape[0], 1), 1.0, dtype=xy.dtype)
+    mi = entropylib.mutual_information(torch.hstack([xy[:, :1], const]), xy[:, 1:], "gaussian")
+    mi.backward()
+    assert torch.isfinite(xy.grad).all() and xy.grad.abs().sum() > 0
