@@ -190,7 +190,7 @@ def frame_exponents(lo: np.ndarray, hi: np.ndarray, mode: str) -> np.ndarray | N
     biggest = np.maximum(np.abs(lo64), np.abs(hi64))
     limit = 2.0 ** (np.finfo(lo.dtype).maxexp // 4)
     live = half_range > 0
-    safe = ~live | ((biggest <= limit) & (2 * half_range >= 1 / limit))
+    safe = ~live | ((biggest <= limit) & (half_range >= 0.5 / limit))  # range >= 1 / limit
     if safe.all():
         return None
     exponent = -np.frexp(half_range)[1].astype(np.int64)  # half range * 2^e in [0.5, 1)
