@@ -215,6 +215,11 @@ def _ksg(spec: registry.Method, measure: str, data: Any, groups: list[list[int]]
         )
     arr = data.detach().cpu().numpy() if validation.is_tensor(data) else data
     arr = np.ascontiguousarray(arr, dtype=np.float64)
+    # KSG counts are invariant under one power-of-2 scale of every coordinate: data near the
+    # float range's ends (differences overflow, subnormals) are counted in a safe frame
+    exponents = validation.frame_exponents(*validation.column_range(arr), "common")
+    if exponents is not None:
+        arr = validation.to_frame(arr, exponents)
     n = arr.shape[0]
     opts = dict(spec.check_options({**spec.options, **options}, n))
     need = spec.min_samples(opts, n)
