@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import numbers
 from typing import Any
 
 import numpy as np
@@ -122,8 +121,7 @@ def estimate(
     >>> entropylib.estimate(np.column_stack([x, 2 * x]), "vasicek", base=2).round(3)
     array([2.045, 3.045])
     """
-    if not isinstance(joint, (bool, np.bool_)):
-        raise TypeError(f"joint must be True or False, got {joint!r}")
+    joint = validation.check_flag("joint", joint)
     if method == "auto":
         if options:
             raise TypeError(
@@ -135,7 +133,7 @@ def estimate(
         except ValueError:  # ragged nested lists: as_samples says what is wrong
             shape = ()
         method, options = auto_method(
-            shape[0] if shape else 0, shape[1] if len(shape) == 2 else 1, bool(joint)
+            shape[0] if shape else 0, shape[1] if len(shape) == 2 else 1, joint
         )
     spec = registry.get(method)
     validation.check_policies(nan_policy, ties, spec.ties)
@@ -152,7 +150,7 @@ def estimate(
         )
     samples = validation.as_samples(x)
     impls = spec.joint_backends if joint else spec.backends
-    backend = _resolve_backend(backend, impls, samples, method, bool(joint))
+    backend = _resolve_backend(backend, impls, samples, method, joint)
     log_base = _log_base(base)
 
     data = samples.data
@@ -388,9 +386,7 @@ def _resolve_backend(backend: str, impls: dict, samples, method: str, joint: boo
 def _log_base(base: float | None) -> float:
     if base is None:
         return 1.0
-    # any real type (numpy scalars included); bools and non-numbers are refused
-    real = isinstance(base, numbers.Real) and not isinstance(base, (bool, np.bool_))
-    if not (real and math.isfinite(base) and base > 0 and base != 1):
+    if not (validation.is_real(base) and math.isfinite(base) and base > 0 and base != 1):
         raise ValueError(f"base must be a positive number other than 1, got {base!r}")
     return math.log(float(base))
 

@@ -403,13 +403,11 @@ def _check_options(options: Mapping[str, Any], n: int) -> Mapping[str, Any]:
         raise ValueError(f"bandwidth must be a finite number > 0, got {bw!r}")
     else:
         bw = float(bw)
-    if not isinstance(options["loo"], (bool, np.bool_)):
-        raise TypeError(f"loo must be True or False, got {options['loo']!r}")
     if options["evaluation"] not in EVALUATIONS:
         raise ValueError(
             f"evaluation must be one of {EVALUATIONS}, got {options['evaluation']!r}"
         )
-    return {**options, "bandwidth": bw, "loo": bool(options["loo"]),
+    return {**options, "bandwidth": bw, "loo": validation.check_flag("loo", options["loo"]),
             "bounds": _checked_bounds(options["bounds"])}
 
 

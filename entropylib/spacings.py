@@ -267,8 +267,11 @@ def _window_options(options: Mapping[str, Any], n: int) -> Mapping[str, Any]:
     out = {**options, "m": int(m)}
     if "eps" in out:
         eps = out["eps"]
-        if not (isinstance(eps, (int, float)) and math.isfinite(eps) and eps >= 0):
+        if not (validation.is_real(eps) and math.isfinite(eps) and eps >= 0):
             raise ValueError(f"eps must be a finite number >= 0, got {eps!r}")
+        out["eps"] = float(eps)
+    if "bias_correction" in out:
+        out["bias_correction"] = validation.check_flag("bias_correction", out["bias_correction"])
     return out
 
 

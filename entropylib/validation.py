@@ -34,6 +34,7 @@ Ties (``ties``): equal values make spacings or neighbour distances zero and log(
 
 from __future__ import annotations
 
+import numbers
 import sys
 import warnings
 from collections.abc import Iterator
@@ -53,6 +54,19 @@ FLOOR_WARN_FRACTION = 1e-3
 # (floored count per column, gaps per column, what) of each tie-floored gap set, collected
 # only inside `count_floored` (estimate), so direct calls (training losses) pay nothing
 _FLOORED: ContextVar[list | None] = ContextVar("entropylib_floored", default=None)
+
+
+def is_real(value: Any) -> bool:
+    """True for a real number of any type (Python or numpy int or float); bools are not."""
+    return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
+
+
+def check_flag(name: str, value: Any) -> bool:
+    """``value`` as a bool if it is one (Python or numpy); a TypeError for anything else, whose
+    truth value (a non-empty string, None, 1.0) would be a silent guess."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, got {value!r}")
+    return bool(value)
 
 
 def is_tensor(x: Any) -> bool:

@@ -54,3 +54,36 @@ def test_data_spanning_the_float_range_warn_nothing(method, backend, joint):
         h = entropylib.estimate(np.ldexp(x, 1023), method, backend=backend, joint=joint)
     d = x.shape[1] if joint else 1
     np.testing.assert_allclose(h, expected + d * 1023 * np.log(2), rtol=1e-12)
+
+
+@pytest.mark.parametrize("eps", [np.float32(1e-7), np.float64(1e-7), np.int64(0), 1e-7])
+def test_numpy_real_eps_is_a_number(eps):
+    """np.float32(1e-7) (E2MC's constant as a float32 config value) was refused: "eps must be
+    a finite number >= 0, got np.float32(1e-07)"."""
+    x = sample(d=1)[:, 0]
+    expected = entropylib.estimate(x, "m_spacing", eps=float(eps))
+    assert entropylib.estimate(x, "m_spacing", eps=eps) == expected
+
+
+@pytest.mark.parametrize("eps", [True, np.True_, "1e-7", None])
+def test_eps_that_is_not_a_number_is_refused(eps):
+    """eps=True was taken as 1.0."""
+    with pytest.raises(ValueError, match="eps must be a finite number >= 0"):
+        entropylib.estimate(sample(), "m_spacing", eps=eps)
+
+
+@pytest.mark.parametrize("method", ["m_spacing", "vasicek"])
+@pytest.mark.parametrize("flag", [1, 0, "yes", "False", None, 1.0])
+def test_bias_correction_must_be_a_bool(method, flag):
+    """bias_correction="False" or None were taken for their truth value (a non-empty string
+    corrected, None did not), with no error; loo and joint already refused such values."""
+    with pytest.raises(TypeError, match="bias_correction must be True or False"):
+        entropylib.estimate(sample(), method, bias_correction=flag)
+
+
+@pytest.mark.parametrize("flag", [np.True_, np.False_])
+def test_numpy_bools_are_flags(flag):
+    x = sample()
+    expected = entropylib.estimate(x, "vasicek", bias_correction=bool(flag))
+    np.testing.assert_array_equal(
+        entropylib.estimate(x, "vasicek", bias_correction=flag), expected)
