@@ -396,7 +396,7 @@ def _check_options(options: Mapping[str, Any], n: int) -> Mapping[str, Any]:
             raise ValueError(
                 f"bandwidth must be one of {BANDWIDTH_RULES} or a positive float, got {bw!r}"
             )
-    elif isinstance(bw, bool) or not isinstance(bw, (int, float, np.integer, np.floating)):
+    elif not validation.is_real(bw):
         raise TypeError(f"bandwidth must be one of {BANDWIDTH_RULES} or a positive float, "
                         f"got {bw!r}")
     elif not (math.isfinite(bw) and bw > 0):
@@ -416,9 +416,12 @@ def _checked_bounds(bounds: Any) -> tuple[float, float] | None:
         return None
     expected = "bounds must be None or a pair (lo, hi) of numbers with lo < hi (may be +-inf)"
     try:
-        lo, hi = (float(b) for b in bounds)
+        lo, hi = bounds
     except (TypeError, ValueError):
         raise TypeError(f"{expected}, got {bounds!r}") from None
+    if not (validation.is_real(lo) and validation.is_real(hi)):  # not bools, not strings
+        raise TypeError(f"{expected}, got {bounds!r}")
+    lo, hi = float(lo), float(hi)
     if not lo < hi:
         raise ValueError(f"{expected}, got {bounds!r}")
     return lo, hi

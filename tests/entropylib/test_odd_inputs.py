@@ -87,3 +87,18 @@ def test_numpy_bools_are_flags(flag):
     expected = entropylib.estimate(x, "vasicek", bias_correction=bool(flag))
     np.testing.assert_array_equal(
         entropylib.estimate(x, "vasicek", bias_correction=flag), expected)
+
+
+@pytest.mark.parametrize("bounds", [(True, 10), (-10, "10"), ("-inf", "inf"), (None, 1.0)])
+def test_kde_bounds_must_be_numbers(bounds):
+    """bounds=(True, 10) reflected the kernels at 1.0 and ("-10", "10") were parsed as floats."""
+    with pytest.raises(TypeError, match=r"bounds must be None or a pair \(lo, hi\) of numbers"):
+        entropylib.estimate(sample(), "kde", bounds=bounds)
+
+
+def test_kde_numpy_bounds_are_numbers():
+    x = sample()
+    expected = entropylib.estimate(x, "kde", bounds=(-10.0, 10.0))
+    for bounds in [(np.float32(-10), np.int64(10)), np.array([-10.0, 10.0]), (-10, np.inf)]:
+        got = entropylib.estimate(x, "kde", bounds=bounds)
+        np.testing.assert_allclose(got, expected, rtol=1e-12)
