@@ -102,3 +102,15 @@ def test_kde_numpy_bounds_are_numbers():
     for bounds in [(np.float32(-10), np.int64(10)), np.array([-10.0, 10.0]), (-10, np.inf)]:
         got = entropylib.estimate(x, "kde", bounds=bounds)
         np.testing.assert_allclose(got, expected, rtol=1e-12)
+
+
+@pytest.mark.parametrize("method", [["knn"], {"knn": 3}, None, 3, entropylib.estimate])
+def test_a_method_that_is_not_a_name_is_refused_clearly(method):
+    """A list or dict reached the registry's dict lookup: "unhashable type: 'list'"."""
+    x = sample()
+    calls = [lambda: entropylib.estimate(x, method),
+             lambda: entropylib.mutual_information(x[:, 0], x[:, 1], method),
+             lambda: entropylib.total_correlation(x, method)]
+    for call in calls:
+        with pytest.raises(TypeError, match=r"method must be a method name \(str\)"):
+            call()
