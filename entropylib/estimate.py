@@ -101,7 +101,7 @@ def estimate(
         warns when more than 0.1 % of a column's gaps were floored, since the estimate is
         then dominated by the floor. Use ``"jitter"`` to estimate the entropy of rounded data.
     seed : int
-        Seed of the ``ties="jitter"`` noise.
+        Seed of the ``ties="jitter"`` noise (a non-negative integer, Python or numpy).
     **options
         Method options such as ``m`` (spacing window) or ``k`` (neighbours).
 
@@ -136,7 +136,7 @@ def estimate(
             shape[0] if shape else 0, shape[1] if len(shape) == 2 else 1, joint
         )
     spec = registry.get(method)
-    validation.check_policies(nan_policy, ties, spec.ties)
+    validation.check_policies(nan_policy, ties, spec.ties, seed)
     if joint and not spec.supports_joint:
         joint_methods = [n for n, info in registry.methods().items() if info["joint"]]
         raise ValueError(

@@ -192,7 +192,7 @@ def _information(measure: str, variables: dict[str, Any], method: str, *, base, 
                  nan_policy, ties, seed, options) -> Any:
     """Validate the variables once, then estimate by KSG or by entropy differences."""
     spec = registry.get(method, measure)
-    validation.check_policies(nan_policy, ties, spec.ties)
+    validation.check_policies(nan_policy, ties, spec.ties, seed)
     log_base = _log_base(base)
     data, groups, like = _stack(variables, nan_policy)
     if data is None:  # NaN under nan_policy="propagate"

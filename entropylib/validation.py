@@ -242,11 +242,19 @@ def check_no_inf(data: Any) -> None:
         )
 
 
-def check_policies(nan_policy: str, ties: str, supported_ties: tuple[str, ...]) -> None:
+def check_policies(
+    nan_policy: str, ties: str, supported_ties: tuple[str, ...], seed: int = 0
+) -> None:
+    """Check the NaN and tie policies and the seed of the "jitter" noise (checked whatever
+    the policy, so that a bad seed is found before a tie first makes it matter)."""
     if nan_policy not in NAN_POLICIES:
         raise ValueError(f"nan_policy must be one of {NAN_POLICIES}, got {nan_policy!r}")
     if ties not in supported_ties:
         raise ValueError(f"ties must be one of {supported_ties}, got {ties!r}")
+    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, numbers.Integral):
+        raise TypeError(f"seed must be a non-negative integer, got {seed!r}")
+    if seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
 
 
 def constant_columns(data: Any) -> np.ndarray:

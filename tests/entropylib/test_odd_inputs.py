@@ -114,3 +114,27 @@ def test_a_method_that_is_not_a_name_is_refused_clearly(method):
     for call in calls:
         with pytest.raises(TypeError, match=r"method must be a method name \(str\)"):
             call()
+
+
+@pytest.mark.parametrize(("seed", "error"), [(True, TypeError), (1.5, TypeError),
+                                             (-1, ValueError), ("0", TypeError),
+                                             (None, TypeError), ([1, 2], TypeError)])
+def test_a_seed_that_is_not_a_nonnegative_integer_is_refused(seed, error):
+    """seed=True seeded as 1 and None drew fresh entropy (an irreproducible estimate); 1.5
+    and -1 failed inside numpy ("SeedSequence expects int", "expected non-negative integer")
+    without naming the seed, and only when a tie made the jitter draw."""
+    x = np.round(sample(), 1)
+    calls = [lambda: entropylib.estimate(x, "vasicek", ties="jitter", seed=seed),
+             lambda: entropylib.estimate(x, "knn", ties="jitter", seed=seed, backend="numba"),
+             lambda: entropylib.mutual_information(x[:, 0], x[:, 1], ties="jitter", seed=seed),
+             lambda: entropylib.estimate(sample(), "vasicek", seed=seed)]
+    for call in calls:
+        with pytest.raises(error, match="seed must be a non-negative integer"):
+            call()
+
+
+def test_numpy_integer_seeds_are_seeds():
+    x = np.round(sample(), 1)
+    expected = entropylib.estimate(x, "vasicek", ties="jitter", seed=7)
+    got = entropylib.estimate(x, "vasicek", ties="jitter", seed=np.uint8(7))
+    np.testing.assert_array_equal(got, expected)
