@@ -157,7 +157,8 @@ def total_correlation(
         more accurate than KSG's one-step multivariate form (:mod:`entropylib.ksg`); its
         value depends slightly on the order of the variables.
     groups : sequence of sequences of int, optional
-        The columns of each variable (disjoint); by default each column is a variable.
+        The columns of each variable (disjoint; a group may be a 1-D integer array); by
+        default each column is a variable.
     base, backend, nan_policy, ties, seed, **options
         As for :func:`mutual_information`.
 
@@ -320,6 +321,8 @@ def _check_groups(groups: Sequence[Sequence[int]], d: int) -> list[list[int]]:
 
 
 def _check_group(group: Sequence[int], d: int) -> list[int]:
+    if isinstance(group, np.ndarray):  # e.g. from np.flatnonzero; 1-D, else no index list
+        group = list(group) if group.ndim == 1 else None
     cols = list(group) if isinstance(group, Sequence) and not isinstance(group, str) else None
     if not cols or not all(isinstance(c, (int, np.integer)) and not isinstance(c, bool)
                            and 0 <= c < d for c in cols):

@@ -85,3 +85,24 @@ def test_ksg_at_the_ends_of_the_float_range(measure, method, backend, exponent):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert ksg_measure(measure, scaled, method, backend) == expected
+
+
+@pytest.mark.parametrize("groups", [
+    [np.array([0]), np.array([1, 2])],
+    [np.arange(1), np.arange(1, 3)],
+    ([np.int64(0)], (np.int32(1), 2)),
+    [range(1), range(1, 3)],
+])
+def test_groups_as_numpy_arrays_and_sequences(groups):
+    """A group given as a numpy array (np.flatnonzero, np.arange) was refused with "each group
+    must be a non-empty list of column indices in [0, 3), got array([0])"."""
+    xyz = correlated()
+    expected = entropylib.total_correlation(xyz, groups=[[0], [1, 2]])
+    assert entropylib.total_correlation(xyz, groups=groups) == expected
+
+
+@pytest.mark.parametrize("group", [np.array([[0]]), np.array([0.0]), np.array([True]),
+                                   np.array([], dtype=int), "0", 0])
+def test_groups_that_are_not_index_lists_are_refused(group):
+    with pytest.raises(ValueError, match="each group must be a non-empty list of column"):
+        entropylib.total_correlation(correlated(), groups=[group, [1, 2]])
