@@ -7,8 +7,10 @@ Through Effective Entropy Maximization", AISTATS 2025 (arXiv 2411.15931).
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -164,13 +166,14 @@ class E2MC(nn.Module):
         self.cov_coeff = check_coeff("cov_coeff", cov_coeff)
         if self.ent_coeff == 0 and self.cov_coeff == 0:
             raise ValueError("ent_coeff and cov_coeff are both 0: the criterion would be 0")
-        if m is not None and (isinstance(m, bool) or not isinstance(m, int) or m < 1):
+        if m is not None and (isinstance(m, (bool, np.bool_))
+                              or not isinstance(m, numbers.Integral) or m < 1):
             raise ValueError(f"m must be None or a positive integer, got {m!r}")
-        self.m = m
+        self.m = None if m is None else int(m)
         self.eps = check_coeff("eps", eps, positive=True)
-        if not isinstance(bias_correction, bool):
+        if not isinstance(bias_correction, (bool, np.bool_)):
             raise ValueError(f"bias_correction must be True or False, got {bias_correction!r}")
-        self.bias_correction = bias_correction
+        self.bias_correction = bool(bias_correction)
 
     def extra_repr(self) -> str:
         return (

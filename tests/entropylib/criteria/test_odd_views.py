@@ -2,6 +2,7 @@
 finite embedding scale: they depend only on each row's direction, so scaling a view by a power
 of 2 must leave the loss unchanged and divide the gradient by that power."""
 
+import numpy as np
 import pytest
 import torch
 
@@ -47,3 +48,16 @@ def test_unit_rows_keeps_zero_rows_and_unit_norms_at_any_scale():
     z = torch.tensor([[3e30, 4e30], [0.0, 0.0], [3e-40, 4e-40], [-3.0, 4.0]])
     expected = torch.tensor([[0.6, 0.8], [0.0, 0.0], [0.6, 0.8], [-0.6, 0.8]])
     torch.testing.assert_close(unit_rows(z), expected, rtol=1e-5, atol=0)
+
+
+def test_e2mc_takes_numpy_integer_windows_and_numpy_bools():
+    """E2MC(m=np.int64(8)) (a window read from a numpy config or computed with numpy) was
+    refused as "m must be None or a positive integer", and bias_correction=np.True_ too."""
+    from entropylib.criteria import E2MC
+
+    g = torch.Generator().manual_seed(0)
+    z1, z2 = (torch.randn(64, 4, generator=g) for _ in range(2))
+    expected, _ = E2MC(m=8, bias_correction=True)(z1, z2)
+    loss, _ = E2MC(m=np.int64(8), bias_correction=np.True_)(z1, z2)
+    assert loss.item() == expected.item()
+    assert type(E2MC(m=np.int32(8)).m) is int
