@@ -96,6 +96,8 @@ def as_samples(x: Any) -> Samples:
         return _tensor_samples(x)
     if isinstance(x, (str, bytes)):
         raise TypeError(f"x must be an array of real numbers, got {type(x).__name__}")
+    if isinstance(x, np.ma.MaskedArray):
+        x = _masked_as_nan(x)
     try:
         arr = np.asarray(x)
     except (TypeError, ValueError) as err:  # ragged lists
@@ -115,6 +117,14 @@ def as_samples(x: Any) -> Samples:
     _check_shape(arr.shape)
     was_1d = arr.ndim == 1
     return Samples(arr.reshape(-1, 1) if was_1d else arr, was_1d, False)
+
+
+def _masked_as_nan(x: np.ma.MaskedArray) -> np.ndarray:
+    """Masked entries become NaN, missing values for ``nan_policy`` (np.asarray would drop
+    the mask and estimate the values hidden under it); a copy, the caller's array is kept."""
+    if not np.ma.is_masked(x) or x.dtype.kind not in "iuf":  # other dtypes: refused later
+        return x.data
+    return x.astype(x.dtype if x.dtype.kind == "f" else np.float64).filled(np.nan)
 
 
 def _tensor_samples(x: Any) -> Samples:

@@ -138,3 +138,28 @@ def test_numpy_integer_seeds_are_seeds():
     expected = entropylib.estimate(x, "vasicek", ties="jitter", seed=7)
     got = entropylib.estimate(x, "vasicek", ties="jitter", seed=np.uint8(7))
     np.testing.assert_array_equal(got, expected)
+
+
+def masked(seed=0):
+    """A sample whose masked entries hold a wild value (1e6) that must never be used."""
+    x = sample(seed=seed)
+    mask = np.zeros(x.shape, dtype=bool)
+    mask[[3, 40], [0, 1]] = True
+    return np.ma.masked_array(np.where(mask, 1e6, x), mask=mask), x, mask
+
+
+def test_masked_entries_are_missing_values():
+    """np.ma.masked_array reached np.asarray, which drops the mask: the masked entries' data
+    (here 1e6) were estimated as samples, a silently wrong number. They count as NaN now."""
+    m, x, mask = masked()
+    with pytest.raises(ValueError, match=r"NaN values in column\(s\) \[0, 1\]"):
+        entropylib.estimate(m, "vasicek")
+    got = entropylib.estimate(m, "vasicek", nan_policy="omit")
+    expected = [entropylib.estimate(x[~mask[:, j], j], "vasicek") for j in range(2)]
+    np.testing.assert_array_equal(got, expected)
+    joint = entropylib.estimate(m, "knn", joint=True, nan_policy="omit")
+    assert joint == entropylib.estimate(x[~mask.any(axis=1)], "knn", joint=True)
+    mi = entropylib.mutual_information(m[:, 0], m[:, 1], nan_policy="omit")
+    keep = ~mask.any(axis=1)
+    assert mi == entropylib.mutual_information(x[keep, 0], x[keep, 1])
+    assert m.data[3, 0] == 1e6 and m.mask[3, 0]  # the caller's array is untouched
