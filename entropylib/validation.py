@@ -90,7 +90,8 @@ def as_samples(x: Any) -> Samples:
     numpy input: integer and float16 become float64 / float32 ... as numpy promotes for
     ``float``: integers -> float64, float16 -> float32, float32 and float64 kept (in the
     machine's byte order).
-    torch input: float32 / float64 kept (device kept), integers -> float64, half -> float32.
+    torch input: float32 / float64 kept (device kept), integers -> float64, half, bfloat16
+    and float8 -> float32. Long double and sparse tensors are refused.
     """
     if is_tensor(x):
         return _tensor_samples(x)
@@ -112,6 +113,11 @@ def as_samples(x: Any) -> Samples:
         arr = arr.astype(np.float64)
     elif arr.dtype == np.float16:
         arr = arr.astype(np.float32)
+    elif arr.dtype.itemsize > 8:
+        raise TypeError(
+            f"x has dtype float{8 * arr.dtype.itemsize} (long double); the estimators compute "
+            "in float32 or float64: pass x.astype(np.float64)"
+        )
     elif not arr.dtype.isnative:  # '>f8' from a file: numba and torch take native order only
         arr = arr.astype(arr.dtype.newbyteorder("="))
     _check_shape(arr.shape)
@@ -134,9 +140,11 @@ def _tensor_samples(x: Any) -> Samples:
         raise TypeError("x is complex; differential entropy is defined here for real samples")
     if x.dtype == torch.bool:
         raise TypeError("x must hold real numbers (integer or float), got dtype torch.bool")
+    if x.layout != torch.strided:
+        raise TypeError(f"x is a {x.layout} tensor; pass a dense one (x.to_dense())")
     if not x.is_floating_point():
         x = x.to(torch.float64)
-    elif x.dtype in (torch.float16, torch.bfloat16):
+    elif x.dtype.itemsize < 4:  # float16, bfloat16, float8 formats
         x = x.to(torch.float32)
     _check_shape(tuple(x.shape))
     was_1d = x.ndim == 1

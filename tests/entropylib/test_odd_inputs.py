@@ -163,3 +163,35 @@ def test_masked_entries_are_missing_values():
     keep = ~mask.any(axis=1)
     assert mi == entropylib.mutual_information(x[keep, 0], x[keep, 1])
     assert m.data[3, 0] == 1e6 and m.mask[3, 0]  # the caller's array is untouched
+
+
+def test_long_double_is_refused_with_the_conversion_to_make():
+    """float128 failed deep inside with "OverflowError: (34, 'Numerical result out of
+    range')" on every backend (and the Gaussian information measures)."""
+    x = sample().astype(np.longdouble)
+    if x.dtype.itemsize <= 8:
+        pytest.skip("long double is float64 on this platform")
+    for call in (lambda: entropylib.estimate(x, "vasicek"),
+                 lambda: entropylib.estimate(x, "knn", joint=True, backend="numba"),
+                 lambda: entropylib.mutual_information(x[:, 0], x[:, 1], "gaussian")):
+        with pytest.raises(TypeError, match=r"float128.*x.astype\(np.float64\)"):
+            call()
+
+
+@pytest.mark.parametrize("dtype", ["float8_e4m3fn", "float8_e5m2"])
+def test_torch_float8_is_computed_in_float32(dtype):
+    """float8 tensors failed in torch.aminmax ('"aminmax_cpu" not implemented for
+    'Float8_e4m3fn''); like float16 they are computed and returned in float32."""
+    t = torch.from_numpy(sample()).to(getattr(torch, dtype))
+    h = entropylib.estimate(t, "vasicek", ties="jitter")
+    expected = entropylib.estimate(t.float(), "vasicek", ties="jitter")
+    assert h.dtype == torch.float32
+    torch.testing.assert_close(h, expected, rtol=0, atol=0)
+
+
+def test_sparse_tensors_are_refused_clearly():
+    """A sparse tensor reached torch.aminmax: "Could not run 'aten::aminmax' with arguments
+    from the 'SparseCPU' backend"."""
+    t = torch.from_numpy(sample()).to_sparse()
+    with pytest.raises(TypeError, match=r"sparse.*to_dense\(\)"):
+        entropylib.estimate(t, "vasicek")
