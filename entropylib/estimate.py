@@ -89,8 +89,9 @@ def estimate(
     base : float, optional
         Logarithm base of the result; nats by default (``base=2`` gives bits).
     backend : {"auto", "numpy", "numba", "torch"}
-        ``"auto"`` uses torch for tensors; for numpy input numba from the size at which it
-        measured faster for this method (``NUMBA_FROM``), numpy below.
+        ``"auto"`` uses torch for tensors (if the method has a torch backend); otherwise
+        numba from the size at which it measured faster for this method (``NUMBA_FROM``),
+        numpy below.
         The torch backend is differentiable. A tensor given to a numpy backend (or an array
         to the torch backend) is converted and the result converted back, without gradient.
     nan_policy : {"raise", "omit", "propagate"}
@@ -366,11 +367,11 @@ def _full_like(data: Any, value: float, size: int | None) -> Any:
 def _resolve_backend(backend: str, impls: dict, samples, method: str, joint: bool) -> str:
     if backend == "auto":
         numba_from = NUMBA_FROM.get((method, joint), NUMBA_AUTO_SIZE)
-        if samples.is_torch:
+        if samples.is_torch and "torch" in impls:
             backend = "torch"
-        elif "numba" in impls and samples.data.size >= numba_from:
+        elif "numba" in impls and math.prod(samples.data.shape) >= numba_from:
             backend = "numba"
-        else:
+        else:  # a tensor for a method without a torch backend is converted (no gradient)
             backend = "numpy"
     if backend not in registry.BACKENDS:
         raise ValueError(f"backend must be 'auto' or one of {registry.BACKENDS}, got {backend!r}")

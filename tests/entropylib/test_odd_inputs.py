@@ -195,3 +195,16 @@ def test_sparse_tensors_are_refused_clearly():
     t = torch.from_numpy(sample()).to_sparse()
     with pytest.raises(TypeError, match=r"sparse.*to_dense\(\)"):
         entropylib.estimate(t, "vasicek")
+
+
+def test_auto_backend_runs_a_numpy_only_method_on_a_tensor():
+    """backend="auto" chose torch for every tensor, so weighted_knn (numpy only) refused a
+    tensor unless backend="numpy" was named, which the information measures then needed too;
+    KSG took tensors under "auto". A tensor comes back, as with backend="numpy"."""
+    x = sample(n=200, d=3)
+    t = torch.from_numpy(x).requires_grad_()
+    h = entropylib.estimate(t, "weighted_knn", joint=True)
+    assert torch.is_tensor(h) and h.dtype == torch.float64
+    assert h.item() == entropylib.estimate(x, "weighted_knn", joint=True)
+    mi = entropylib.mutual_information(t[:, :1], t[:, 1:], "weighted_knn")
+    assert mi.item() == entropylib.mutual_information(x[:, :1], x[:, 1:], "weighted_knn")
