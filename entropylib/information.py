@@ -249,6 +249,22 @@ def _entropy_difference(measure: str, method: str, data: Any, groups: list[list[
     def h(cols: list[int]) -> Any:
         return estimate(data[:, cols], method, joint=True, **kwargs) if cols else 0.0
 
+    # a degenerate joint sample (n <= d, collinear columns) has H = -inf with a warning under
+    # ties "jitter" / "floor": one such term gives +-inf, two give -inf - (-inf), raised below
+    with np.errstate(invalid="ignore"):
+        value = _combine(measure, h, data, groups, method, kwargs)
+    if bool(value.isnan()) if validation.is_tensor(value) else math.isnan(value):
+        raise ValueError(
+            f"{measure} is undefined: two or more of its entropy terms are -inf (degenerate "
+            "joint samples, e.g. n <= d or collinear columns; see the warnings). Use more "
+            "samples or fewer columns"
+        )
+    return value
+
+
+def _combine(measure: str, h: Any, data: Any, groups: list[list[int]], method: str,
+             kwargs: dict[str, Any]) -> Any:
+    """The entropy-difference formula of ``measure``, ``h`` giving joint entropies."""
     everything = [c for g in groups for c in g]
     if measure == "conditional_mutual_information":
         x, y, z = groups

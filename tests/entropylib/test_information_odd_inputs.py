@@ -106,3 +106,33 @@ def test_groups_as_numpy_arrays_and_sequences(groups):
 def test_groups_that_are_not_index_lists_are_refused(group):
     with pytest.raises(ValueError, match="each group must be a non-empty list of column"):
         entropylib.total_correlation(correlated(), groups=[group, [1, 2]])
+
+
+@pytest.mark.parametrize("ties", ["jitter", "floor"])
+@pytest.mark.parametrize("to_torch", [False, True])
+def test_two_degenerate_entropy_terms_raise_instead_of_nan(ties, to_torch):
+    """With n <= d the Gaussian entropy of a joint sample is -inf (a warning under these
+    policies); a measure holding two such terms was -inf - (-inf) = NaN, returned with only
+    numpy's "invalid value encountered in scalar subtract"."""
+    data = np.random.default_rng(0).normal(size=(4, 5))
+    data = torch.from_numpy(data) if to_torch else data
+    calls = [
+        lambda: entropylib.conditional_mutual_information(data[:, :2], data[:, 2:3],
+                                                          data[:, 3:], "gaussian", ties=ties),
+        lambda: entropylib.mutual_information(data[:, :4], data[:, 4:], "gaussian", ties=ties),
+        lambda: entropylib.total_correlation(data, "gaussian", groups=[[0, 1, 2, 3], [4]],
+                                             ties=ties),
+    ]
+    for call in calls:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # the -inf entropies' warnings
+            with pytest.raises(ValueError, match="undefined: two or more of its entropy terms"):
+                call()
+
+
+def test_one_degenerate_term_is_infinite_information():
+    """Only the joint term degenerate: y is an exact function of x in the sample, +inf."""
+    x = np.random.default_rng(1).normal(size=(50, 2))
+    with pytest.warns(RuntimeWarning, match="singular"):
+        mi = entropylib.mutual_information(x, x[:, :1] + x[:, 1:], "gaussian", ties="floor")
+    assert mi == np.inf
