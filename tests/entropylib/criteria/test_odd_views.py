@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from entropylib.criteria import MMCR, SimSiamLoss, Uniformity
+from entropylib.criteria import MMCR, SimSiamLoss, SwAVLoss, Uniformity
 from entropylib.criteria.views import unit_rows
 
 LOSSES = {
@@ -61,3 +61,40 @@ def test_e2mc_takes_numpy_integer_windows_and_numpy_bools():
     loss, _ = E2MC(m=np.int64(8), bias_correction=np.True_)(z1, z2)
     assert loss.item() == expected.item()
     assert type(E2MC(m=np.int32(8)).m) is int
+
+
+def log_domain_sinkhorn(scores, eps, iters=3):
+    """Sinkhorn-Knopp on log Q in float64 with scipy's logsumexp (Q = exp(S / eps) / sum),
+    prototypes (columns) to mass 1/K, then samples (rows) to 1/B; rows returned as
+    distributions."""
+    from scipy.special import logsumexp
+
+    b, k = scores.shape
+    log_q = scores / eps
+    log_q = log_q - logsumexp(log_q)
+    for _ in range(iters):
+        log_q = log_q - logsumexp(log_q, axis=0, keepdims=True) - np.log(k)
+        log_q = log_q - logsumexp(log_q, axis=1, keepdims=True) - np.log(b)
+    return np.exp(log_q + np.log(b))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize(("scale", "eps"), [(50.0, 0.05), (1.0, 0.005)])
+def test_sinkhorn_codes_stay_finite_for_any_score_range(dtype, scale, eps):
+    """exp(S / eps) underflowed to 0 over a whole prototype column (a prototype far from every
+    sample, here cosine ~ -1 against ~ 1 for the others) once the gap exceeded ~90 * eps in
+    float32 (~700 * eps in float64): with scores not normalised to cosines (x 50) or a small
+    epsilon (0.005) the column sum was 0 and the codes, and the SwAV loss with them, NaN."""
+    from entropylib.criteria.swav_loss import sinkhorn_knopp
+
+    g = torch.Generator().manual_seed(0)
+    scores = torch.rand(24, 10, generator=g, dtype=torch.float64) * 2 - 1
+    scores[:, 0] = -1 + 0.1 * scores[:, 0].abs()  # a dead prototype
+    scores = scores * scale
+    q = sinkhorn_knopp(scores.to(dtype), epsilon=eps)
+    expected = log_domain_sinkhorn(scores.numpy(), eps)
+    tol = 1e-4 if dtype == torch.float32 else 1e-9
+    np.testing.assert_allclose(q.double().numpy(), expected, rtol=tol, atol=tol)
+    crops = [scores.to(dtype), scores.flip(0).to(dtype)]
+    loss, _ = SwAVLoss(epsilon=eps)(*crops)
+    assert torch.isfinite(loss)
