@@ -260,7 +260,7 @@ def _window_options(options: Mapping[str, Any], n: int) -> Mapping[str, Any]:
     m = options["m"]
     if m is None:
         m = default_window(n)
-    elif isinstance(m, bool) or not isinstance(m, (int, np.integer)):
+    elif not validation.is_integer(m):
         raise TypeError(f"window m must be a positive integer, got {m!r}")
     if m < 1:
         raise ValueError(f"window m must be >= 1, got {m}")

@@ -61,6 +61,11 @@ def is_real(value: Any) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
 
 
+def is_integer(value: Any) -> bool:
+    """True for an integer of any type (Python or numpy); bools are not."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))
+
+
 def check_flag(name: str, value: Any) -> bool:
     """``value`` as a bool if it is one (Python or numpy); a TypeError for anything else, whose
     truth value (a non-empty string, None, 1.0) would be a silent guess."""
@@ -269,7 +274,7 @@ def check_policies(
         raise ValueError(f"nan_policy must be one of {NAN_POLICIES}, got {nan_policy!r}")
     if ties not in supported_ties:
         raise ValueError(f"ties must be one of {supported_ties}, got {ties!r}")
-    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, numbers.Integral):
+    if not is_integer(seed):
         raise TypeError(f"seed must be a non-negative integer, got {seed!r}")
     if seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")

@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from entropylib import validation
 from entropylib.criteria.distributed import all_reduce_max, all_reduce_sum, global_rows
 from entropylib.criteria.views import check_coeff, check_views, full_precision, working_dtype
 
@@ -111,20 +112,17 @@ class SwAVLoss(nn.Module):
         super().__init__()
         self.temperature = check_coeff("temperature", temperature, positive=True)
         self.epsilon = check_coeff("epsilon", epsilon, positive=True)
-        if (
-            isinstance(sinkhorn_iterations, bool)
-            or not isinstance(sinkhorn_iterations, int)
-            or sinkhorn_iterations < 1
-        ):
+        if not (validation.is_integer(sinkhorn_iterations) and sinkhorn_iterations >= 1):
             raise ValueError(
                 f"sinkhorn_iterations must be a positive integer, got {sinkhorn_iterations!r}"
             )
-        self.sinkhorn_iterations = sinkhorn_iterations
+        self.sinkhorn_iterations = int(sinkhorn_iterations)
         crops = tuple(crops_for_assign)
-        if not crops or any(isinstance(c, bool) or not isinstance(c, int) or c < 0 for c in crops):
+        if not crops or not all(validation.is_integer(c) and c >= 0 for c in crops):
             raise ValueError(
                 f"crops_for_assign must be a non-empty sequence of crop indices >= 0, got {crops!r}"
             )
+        crops = tuple(int(c) for c in crops)
         if len(set(crops)) != len(crops):
             raise ValueError(f"crops_for_assign has repeated indices: {crops!r}")
         self.crops_for_assign = crops

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import math
-import numbers
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 
-import numpy as np
 import torch
 
+from entropylib import validation
 from entropylib.criteria.distributed import gather_with_grad
 
 __all__ = [
@@ -68,7 +67,7 @@ def check_coeff(name: str, value: float, *, positive: bool = False) -> float:
 
     Any real type is accepted (Python or numpy ints and floats); bools are refused.
     """
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+    if not validation.is_real(value):
         raise ValueError(f"{name} must be a real number, got {value!r}")
     value = float(value)
     if not math.isfinite(value) or value < 0 or (positive and value == 0):

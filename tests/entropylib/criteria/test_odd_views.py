@@ -98,3 +98,17 @@ def test_sinkhorn_codes_stay_finite_for_any_score_range(dtype, scale, eps):
     crops = [scores.to(dtype), scores.flip(0).to(dtype)]
     loss, _ = SwAVLoss(epsilon=eps)(*crops)
     assert torch.isfinite(loss)
+
+
+def test_swav_takes_numpy_integer_options():
+    """SwAVLoss(sinkhorn_iterations=np.int64(3)) and crops_for_assign=np.array([0, 1])
+    (np.arange, a numpy config) were refused as not integers."""
+    g = torch.Generator().manual_seed(0)
+    crops = [torch.randn(8, 5, generator=g) for _ in range(3)]
+    expected, _ = SwAVLoss(sinkhorn_iterations=3, crops_for_assign=(0, 1))(*crops)
+    crit = SwAVLoss(sinkhorn_iterations=np.int64(3), crops_for_assign=np.array([0, 1]))
+    assert crit(*crops)[0].item() == expected.item()
+    assert crit.crops_for_assign == (0, 1) and type(crit.sinkhorn_iterations) is int
+    for bad in (np.True_, np.float64(3.0)):
+        with pytest.raises(ValueError, match="sinkhorn_iterations must be a positive integer"):
+            SwAVLoss(sinkhorn_iterations=bad)
