@@ -62,6 +62,9 @@ EVALUATIONS = ("exact", "fft")
 
 #: grid points per kernel standard deviation in the FFT path (its accuracy knob)
 FFT_POINTS_PER_BANDWIDTH = 32
+#: largest FFT grid (points) evaluation="fft" builds: 2^24 points take ~0.5 GB with the FFT's
+#: work arrays; a wider range / bandwidth ratio (a tiny absolute bandwidth) is refused
+FFT_MAX_POINTS = 2**24
 #: leave-one-out FFT densities below this (in units of the self term) are recomputed exactly,
 #: since FFT round-off and binning error are not small relative to them
 _FFT_EXACT_BELOW = 1e-3
@@ -357,9 +360,15 @@ def _log_kernel_sums_fft(z: np.ndarray, loo: bool) -> np.ndarray:
     delta = 1.0 / FFT_POINTS_PER_BANDWIDTH
     lo = z.min()
     pos = (z - lo) / delta
+    size = int(pos.max()) + 2
+    if size > FFT_MAX_POINTS:
+        raise ValueError(
+            f"evaluation='fft' would need {size:.3g} grid points ({FFT_POINTS_PER_BANDWIDTH} per "
+            f"bandwidth over the sample's range), more than FFT_MAX_POINTS = {FFT_MAX_POINTS}: "
+            "use evaluation='exact' or a larger bandwidth"
+        )
     left = np.floor(pos).astype(np.intp)
     frac = pos - left
-    size = int(left.max()) + 2
     counts = np.bincount(left, weights=1.0 - frac, minlength=size)
     counts += np.bincount(left + 1, weights=frac, minlength=size)
     # exp(-r^2/2) is exactly 0 in float64 beyond r = 38.6 bandwidths

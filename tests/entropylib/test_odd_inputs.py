@@ -208,3 +208,20 @@ def test_auto_backend_runs_a_numpy_only_method_on_a_tensor():
     assert h.item() == entropylib.estimate(x, "weighted_knn", joint=True)
     mi = entropylib.mutual_information(t[:, :1], t[:, 1:], "weighted_knn")
     assert mi.item() == entropylib.mutual_information(x[:, :1], x[:, 1:], "weighted_knn")
+
+
+def test_kde_fft_grid_too_large_for_memory_is_refused():
+    """evaluation="fft" bins the range at 32 points per bandwidth: an absolute bandwidth of
+    1e-9 on N(0, 1) data asked numpy for ~2e11 grid points (1.6 TB), a MemoryError or the
+    machine's OOM killer, before any message."""
+    from entropylib.kde import FFT_MAX_POINTS
+
+    x = sample(n=500, d=1)
+    with pytest.raises(ValueError, match=r"evaluation='fft' would need .* grid points"):
+        entropylib.estimate(x, "kde", bandwidth=1e-9, evaluation="fft")
+    # the largest grid still allowed runs
+    span = float(np.ptp(x))
+    h = 32 * span / (FFT_MAX_POINTS // 4)
+    exact = entropylib.estimate(x, "kde", bandwidth=h)
+    assert entropylib.estimate(x, "kde", bandwidth=h, evaluation="fft") == pytest.approx(
+        exact, abs=1e-3)
