@@ -255,7 +255,10 @@ class _Runner:
         elif to_torch:
             import torch
 
-            arg = torch.from_numpy(np.ascontiguousarray(data))
+            arg = np.ascontiguousarray(data)
+            # torch warns on read-only memory (a memory map, a broadcast view), though the
+            # estimators only read it: they get a copy
+            arg = torch.from_numpy(arg if arg.flags.writeable else arg.copy())
         else:
             arg = data
         if self.ties == "jitter":

@@ -2,6 +2,9 @@
 the caller's array left untouched. Every layout must give the number of the plain C-ordered
 float64 array, on every backend of every entropy method."""
 
+import os
+import subprocess
+import sys
 import warnings
 
 import numpy as np
@@ -225,3 +228,64 @@ def test_kde_fft_grid_too_large_for_memory_is_refused():
     exact = entropylib.estimate(x, "kde", bandwidth=h)
     assert entropylib.estimate(x, "kde", bandwidth=h, evaluation="fft") == pytest.approx(
         exact, abs=1e-3)
+
+
+LAYOUTS = {
+    "list": lambda a: a.tolist(),
+    "tuple": lambda a: tuple(map(tuple, a.tolist())),
+    "fortran": np.asfortranarray,
+    "strided rows": lambda a: np.repeat(a, 2, axis=0)[::2],
+    "transposed": lambda a: np.ascontiguousarray(a.T).T,
+    "read-only": lambda a: np.lib.stride_tricks.as_strided(a, writeable=False),
+    "strided tensor": lambda a: torch.from_numpy(np.ascontiguousarray(a.T)).T,
+}
+
+
+@pytest.mark.parametrize(("method", "backend", "joint"), CASES)
+def test_every_layout_gives_the_number_of_the_contiguous_copy(method, backend, joint):
+    """Lists, tuples, Fortran order, strided, transposed and read-only views and a strided
+    tensor are the same sample: the same estimate, to the last bit or nearly (a different
+    memory order may change the order of a sum)."""
+    x = sample()
+    expected = entropylib.estimate(x, method, backend=backend, joint=joint)
+    for name, make in LAYOUTS.items():
+        got = as_numpy(entropylib.estimate(make(x), method, backend=backend, joint=joint))
+        np.testing.assert_allclose(got, expected, rtol=1e-13, atol=1e-13, err_msg=name)
+
+
+@pytest.mark.parametrize(("method", "backend", "joint"), CASES)
+def test_the_callers_array_is_never_modified(method, backend, joint):
+    """Tied values with NaN, under every tie policy the method has and nan_policy="omit":
+    the paths that dequantize, floor, drop and sort must work on copies."""
+    x = np.round(sample(), 1)
+    x[5, 1] = np.nan
+    ties = entropylib.methods()[method]["ties"]
+    for to_torch in (False, True):
+        given = torch.from_numpy(x.copy()) if to_torch else x.copy()
+        for policy in ties:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                try:
+                    entropylib.estimate(given, method, backend=backend, joint=joint,
+                                        ties=policy, nan_policy="omit")
+                except ValueError:  # ties="raise" on tied data
+                    pass
+            after = given.numpy() if to_torch else given
+            np.testing.assert_array_equal(after, x)
+
+
+def test_a_read_only_array_on_the_torch_backend_warns_nothing():
+    """torch.from_numpy on a read-only array (np.load(mmap_mode="r"), a broadcast view) warns
+    "The given NumPy array is not writable, and PyTorch does not support non-writable
+    tensors" to the caller. torch warns once per process, so a fresh one is used."""
+    script = (
+        "import warnings, numpy as np, entropylib\n"
+        "warnings.simplefilter('error')\n"
+        "x = np.random.default_rng(0).normal(size=(60, 2))\n"
+        "x.setflags(write=False)\n"
+        "entropylib.estimate(x, 'vasicek', backend='torch')\n"
+        "entropylib.mutual_information(x[:, 0], x[:, 1], 'knn', backend='torch')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          env={**os.environ, "PYTHONWARNINGS": "error"}, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
