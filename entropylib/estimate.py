@@ -173,7 +173,7 @@ def estimate(
         if nan_cols.any():
             if nan_policy == "propagate":
                 return _finish(np.array(np.nan), samples, data, log_base, scalar=True)
-            data = _drop_nan_rows(data)
+            data = validation.drop_nan_rows(data)
         result = run.joint(data, const if not nan_cols.any() else None)
     elif not nan_cols.any():
         result = run.marginal(data, const)
@@ -350,12 +350,6 @@ def _smallest_n(spec: registry.Method, options: dict[str, Any], limit: int = 100
         except (TypeError, ValueError):
             continue
     return f"more than {limit}"
-
-
-def _drop_nan_rows(data: Any) -> Any:
-    if validation.is_tensor(data):
-        return data[~data.isnan().any(dim=1)]
-    return data[~np.isnan(data).any(axis=1)]
 
 
 def _full_like(data: Any, value: float, size: int | None) -> Any:

@@ -302,7 +302,6 @@ def _stack(variables: dict[str, Any], nan_policy: str) -> tuple[Any, list[list[i
         return data, groups, data
     for name, s in checked.items():
         _check_no_inf(name, s.data)
-    nan_rows = _nan_rows(data)
     if nan_policy == "raise":
         named = [name for name, s in checked.items() if validation.nan_columns(s.data).any()]
         raise ValueError(f"{', '.join(named)} ha{'ve' if len(named) > 1 else 's'} NaN values; "
@@ -310,7 +309,7 @@ def _stack(variables: dict[str, Any], nan_policy: str) -> tuple[Any, list[list[i
                          "NaN")
     if nan_policy == "propagate":
         return None, groups, data
-    return data[~nan_rows], groups, data
+    return validation.drop_nan_rows(data), groups, data
 
 
 def _check_no_inf(name: str, data: Any) -> None:
@@ -318,12 +317,6 @@ def _check_no_inf(name: str, data: Any) -> None:
         validation.check_no_inf(data)
     except ValueError as err:
         raise ValueError(f"{name}: {err}") from None
-
-
-def _nan_rows(data: Any) -> Any:
-    if validation.is_tensor(data):
-        return data.isnan().any(dim=1)
-    return np.isnan(data).any(axis=1)
 
 
 def _check_groups(groups: Sequence[Sequence[int]], d: int) -> list[list[int]]:

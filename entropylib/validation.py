@@ -256,6 +256,18 @@ def nan_columns(data: Any) -> np.ndarray:
     return np.isnan(data).any(axis=0)
 
 
+def drop_nan_rows(data: Any) -> Any:
+    """The rows of ``data`` (n, d) without NaN (``nan_policy="omit"`` for a joint sample); a
+    ValueError if no row is left."""
+    if is_tensor(data):
+        kept = data[~data.isnan().any(dim=1)]
+    else:
+        kept = data[~np.isnan(data).any(axis=1)]
+    if kept.shape[0] == 0:
+        raise ValueError("every row holds a NaN: nothing is left after omitting NaN rows")
+    return kept
+
+
 def check_no_inf(data: Any) -> None:
     bad = data.isinf().any(dim=0).cpu().numpy() if is_tensor(data) else np.isinf(data).any(axis=0)
     if bad.any():

@@ -289,3 +289,20 @@ def test_a_read_only_array_on_the_torch_backend_warns_nothing():
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                           env={**os.environ, "PYTHONWARNINGS": "error"}, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
+
+
+@pytest.mark.parametrize("method", ["knn", "gaussian"])
+def test_omitting_nan_rows_that_leave_nothing_says_so(method):
+    """Every row holds a NaN: the joint estimate said "needs at least 4 samples ..., got
+    n = 0" and mutual_information "x is empty (shape (0, 2))", of data the caller never
+    emptied."""
+    x = sample()
+    x[::2, 0] = np.nan
+    x[1::2, 1] = np.nan
+    match = "every row holds a NaN: nothing is left after omitting NaN rows"
+    with pytest.raises(ValueError, match=match):
+        entropylib.estimate(x, method, joint=True, nan_policy="omit")
+    with pytest.raises(ValueError, match=match):
+        entropylib.mutual_information(x[:, 0], x[:, 1], method, nan_policy="omit")
+    with pytest.raises(ValueError, match=match):
+        entropylib.mutual_information(x[:, 0], x[:, 1], nan_policy="omit")
