@@ -279,7 +279,7 @@ def _stack(variables: dict[str, Any], nan_policy: str) -> tuple[Any, list[list[i
     """The variables side by side as one (n, D) sample, the columns of each, and the sample
     whose kind (numpy or torch, dtype, device) the result takes; data is None when NaN
     propagates."""
-    checked = {name: validation.as_samples(v) for name, v in variables.items()}
+    checked = {name: validation.as_samples(v, name) for name, v in variables.items()}
     kinds = {s.is_torch for s in checked.values()}
     if len(kinds) > 1:
         raise TypeError("the variables must be all numpy arrays or all torch tensors")
@@ -301,7 +301,7 @@ def _stack(variables: dict[str, Any], nan_policy: str) -> tuple[Any, list[list[i
     if np.isfinite(lo).all() and np.isfinite(hi).all():
         return data, groups, data
     for name, s in checked.items():
-        _check_no_inf(name, s.data)
+        validation.check_no_inf(s.data, name)
     if nan_policy == "raise":
         named = [name for name, s in checked.items() if validation.nan_columns(s.data).any()]
         raise ValueError(f"{', '.join(named)} ha{'ve' if len(named) > 1 else 's'} NaN values; "
@@ -310,13 +310,6 @@ def _stack(variables: dict[str, Any], nan_policy: str) -> tuple[Any, list[list[i
     if nan_policy == "propagate":
         return None, groups, data
     return validation.drop_nan_rows(data), groups, data
-
-
-def _check_no_inf(name: str, data: Any) -> None:
-    try:
-        validation.check_no_inf(data)
-    except ValueError as err:
-        raise ValueError(f"{name}: {err}") from None
 
 
 def _check_groups(groups: Sequence[Sequence[int]], d: int) -> list[list[int]]:

@@ -89,8 +89,9 @@ class Samples:
     is_torch: bool
 
 
-def as_samples(x: Any) -> Samples:
-    """Check shape and dtype and return the sample as a 2-D float array of shape (n, d).
+def as_samples(x: Any, name: str = "x") -> Samples:
+    """Check shape and dtype and return the sample as a 2-D float array of shape (n, d);
+    errors call it ``name``.
 
     numpy input: integer and float16 become float64 / float32 ... as numpy promotes for
     ``float``: integers -> float64, float16 -> float32, float32 and float64 kept (in the
@@ -99,20 +100,20 @@ def as_samples(x: Any) -> Samples:
     and float8 -> float32. Long double and sparse tensors are refused.
     """
     if is_tensor(x):
-        return _tensor_samples(x)
+        return _tensor_samples(x, name)
     if isinstance(x, (str, bytes)):
-        raise TypeError(f"x must be an array of real numbers, got {type(x).__name__}")
+        raise TypeError(f"{name} must be an array of real numbers, got {type(x).__name__}")
     if isinstance(x, np.ma.MaskedArray):
         x = _masked_as_nan(x)
     try:
         arr = np.asarray(x)
     except (TypeError, ValueError) as err:  # ragged lists
-        raise ValueError(f"x must be a rectangular array of real numbers: {err}") from None
+        raise ValueError(f"{name} must be a rectangular array of real numbers: {err}") from None
     if arr.dtype.kind == "c":
-        raise TypeError("x is complex; differential entropy is defined here for real samples")
+        raise TypeError(f"{name} is complex; differential entropy is defined here for real samples")
     if arr.dtype.kind == "b" or arr.dtype.kind not in "iuf":
         raise TypeError(
-            f"x must hold real numbers (integer or float), got dtype {arr.dtype}"
+            f"{name} must hold real numbers (integer or float), got dtype {arr.dtype}"
         )
     if arr.dtype.kind in "iu":
         arr = arr.astype(np.float64)
@@ -120,12 +121,12 @@ def as_samples(x: Any) -> Samples:
         arr = arr.astype(np.float32)
     elif arr.dtype.itemsize > 8:
         raise TypeError(
-            f"x has dtype float{8 * arr.dtype.itemsize} (long double); the estimators compute "
-            "in float32 or float64: pass x.astype(np.float64)"
+            f"{name} has dtype float{8 * arr.dtype.itemsize} (long double); the estimators "
+            f"compute in float32 or float64: pass {name}.astype(np.float64)"
         )
     elif not arr.dtype.isnative:  # '>f8' from a file: numba and torch take native order only
         arr = arr.astype(arr.dtype.newbyteorder("="))
-    _check_shape(arr.shape)
+    _check_shape(arr.shape, name)
     was_1d = arr.ndim == 1
     return Samples(arr.reshape(-1, 1) if was_1d else arr, was_1d, False)
 
@@ -138,31 +139,31 @@ def _masked_as_nan(x: np.ma.MaskedArray) -> np.ndarray:
     return x.astype(x.dtype if x.dtype.kind == "f" else np.float64).filled(np.nan)
 
 
-def _tensor_samples(x: Any) -> Samples:
+def _tensor_samples(x: Any, name: str) -> Samples:
     import torch
 
     if x.is_complex():
-        raise TypeError("x is complex; differential entropy is defined here for real samples")
+        raise TypeError(f"{name} is complex; differential entropy is defined here for real samples")
     if x.dtype == torch.bool:
-        raise TypeError("x must hold real numbers (integer or float), got dtype torch.bool")
+        raise TypeError(f"{name} must hold real numbers (integer or float), got dtype torch.bool")
     if x.layout != torch.strided:
-        raise TypeError(f"x is a {x.layout} tensor; pass a dense one (x.to_dense())")
+        raise TypeError(f"{name} is a {x.layout} tensor; pass a dense one ({name}.to_dense())")
     if not x.is_floating_point():
         x = x.to(torch.float64)
     elif x.dtype.itemsize < 4:  # float16, bfloat16, float8 formats
         x = x.to(torch.float32)
-    _check_shape(tuple(x.shape))
+    _check_shape(tuple(x.shape), name)
     was_1d = x.ndim == 1
     return Samples(x.reshape(-1, 1) if was_1d else x, was_1d, True)
 
 
-def _check_shape(shape: tuple[int, ...]) -> None:
+def _check_shape(shape: tuple[int, ...], name: str) -> None:
     if len(shape) not in (1, 2):
         raise ValueError(
-            f"x must be 1-D (n,) or 2-D (n, d) with samples along axis 0, got shape {shape}"
+            f"{name} must be 1-D (n,) or 2-D (n, d) with samples along axis 0, got shape {shape}"
         )
     if shape[0] == 0 or (len(shape) == 2 and shape[1] == 0):
-        raise ValueError(f"x is empty (shape {shape}); at least a few samples are needed")
+        raise ValueError(f"{name} is empty (shape {shape}); at least a few samples are needed")
 
 
 def column_range(data: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -268,12 +269,12 @@ def drop_nan_rows(data: Any) -> Any:
     return kept
 
 
-def check_no_inf(data: Any) -> None:
+def check_no_inf(data: Any, name: str = "x") -> None:
     bad = data.isinf().any(dim=0).cpu().numpy() if is_tensor(data) else np.isinf(data).any(axis=0)
     if bad.any():
         cols = np.flatnonzero(bad).tolist()
         raise ValueError(
-            f"x has infinite values in column(s) {cols[:10]}; finite samples are expected"
+            f"{name} has infinite values in column(s) {cols[:10]}; finite samples are expected"
         )
 
 

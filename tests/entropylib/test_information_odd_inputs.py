@@ -136,3 +136,25 @@ def test_one_degenerate_term_is_infinite_information():
     with pytest.warns(RuntimeWarning, match="singular"):
         mi = entropylib.mutual_information(x, x[:, :1] + x[:, 1:], "gaussian", ties="floor")
     assert mi == np.inf
+
+
+def test_errors_name_the_variable_at_fault():
+    """Every variable was checked as "x": mutual_information(x, y) with a complex y said
+    "x is complex", an empty z "x is empty", and an infinite y "y: x has infinite values"."""
+    x = correlated(n=50, d=1)
+    cases = [
+        (lambda: entropylib.mutual_information(x, x + 1j), TypeError, "^y is complex"),
+        (lambda: entropylib.mutual_information(x[:, :, None], x), ValueError,
+         r"^x must be 1-D \(n,\) or 2-D"),
+        (lambda: entropylib.conditional_mutual_information(x, x, np.empty((50, 0))),
+         ValueError, r"^z is empty \(shape \(50, 0\)\)"),
+        (lambda: entropylib.mutual_information(x, np.where(x > 1, np.inf, x)), ValueError,
+         r"^y has infinite values in column\(s\) \[0\]"),
+        (lambda: entropylib.mutual_information(x, "abc"), TypeError,
+         "^y must be an array of real numbers"),
+        (lambda: entropylib.total_correlation(np.hstack([x, x + np.inf])), ValueError,
+         r"^variable 1 has infinite values"),
+    ]
+    for call, error, match in cases:
+        with pytest.raises(error, match=match):
+            call()
