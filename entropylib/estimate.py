@@ -286,9 +286,9 @@ class _Runner:
             return self._call(data, opts, columns)
         if self.ties == "raise":
             raise ValueError(
-                f"column(s) {np.flatnonzero(const).tolist()[:10]} are constant, so every "
-                "spacing is zero and the entropy is -inf; pass ties='jitter' or 'floor' "
-                "to get -inf with a warning instead"
+                f"column(s) {np.flatnonzero(const).tolist()[:10]} are constant (no spread), "
+                "so their entropy is -inf; pass ties='jitter' or 'floor' to get -inf with a "
+                "warning instead"
             )
         validation.warn_constant(const)
         keep = np.flatnonzero(~const)

@@ -306,3 +306,13 @@ def test_omitting_nan_rows_that_leave_nothing_says_so(method):
         entropylib.mutual_information(x[:, 0], x[:, 1], method, nan_policy="omit")
     with pytest.raises(ValueError, match=match):
         entropylib.mutual_information(x[:, 0], x[:, 1], nan_policy="omit")
+
+
+@pytest.mark.parametrize("method", ["gaussian", "knn", "kde", "vasicek"])
+def test_the_constant_column_error_fits_every_method(method):
+    """The error spoke of spacings ("every spacing is zero") for kNN, KDE and Gaussian too."""
+    x = sample()
+    x[:, 1] = 3.0
+    with pytest.raises(ValueError, match=r"column\(s\) \[1\] are constant") as err:
+        entropylib.estimate(x, method)
+    assert "spacing" not in str(err.value)
