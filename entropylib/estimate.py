@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import numbers
 from typing import Any
 
 import numpy as np
@@ -90,8 +89,9 @@ def estimate(
     base : float, optional
         Logarithm base of the result; nats by default (``base=2`` gives bits).
     backend : {"auto", "numpy", "numba", "torch"}
-        ``"auto"`` uses torch for tensors; for numpy input numba from the size at which it
-        measured faster for this method (``NUMBA_FROM``), numpy below.
+        ``"auto"`` uses torch for tensors (if the method has a torch backend); otherwise
+        numba from the size at which it measured faster for this method (``NUMBA_FROM``),
+        numpy below.
         The torch backend is differentiable. A tensor given to a numpy backend (or an array
         to the torch backend) is converted and the result converted back, without gradient.
     nan_policy : {"raise", "omit", "propagate"}
@@ -102,7 +102,7 @@ def estimate(
         warns when more than 0.1 % of a column's gaps were floored, since the estimate is
         then dominated by the floor. Use ``"jitter"`` to estimate the entropy of rounded data.
     seed : int
-        Seed of the ``ties="jitter"`` noise.
+        Seed of the ``ties="jitter"`` noise (a non-negative integer, Python or numpy).
     **options
         Method options such as ``m`` (spacing window) or ``k`` (neighbours).
 
@@ -122,8 +122,7 @@ def estimate(
     >>> entropylib.estimate(np.column_stack([x, 2 * x]), "vasicek", base=2).round(3)
     array([2.045, 3.045])
     """
-    if not isinstance(joint, (bool, np.bool_)):
-        raise TypeError(f"joint must be True or False, got {joint!r}")
+    joint = validation.check_flag("joint", joint)
     if method == "auto":
         if options:
             raise TypeError(
@@ -135,10 +134,10 @@ def estimate(
         except ValueError:  # ragged nested lists: as_samples says what is wrong
             shape = ()
         method, options = auto_method(
-            shape[0] if shape else 0, shape[1] if len(shape) == 2 else 1, bool(joint)
+            shape[0] if shape else 0, shape[1] if len(shape) == 2 else 1, joint
         )
     spec = registry.get(method)
-    validation.check_policies(nan_policy, ties, spec.ties)
+    validation.check_policies(nan_policy, ties, spec.ties, seed)
     if joint and not spec.supports_joint:
         joint_methods = [n for n, info in registry.methods().items() if info["joint"]]
         raise ValueError(
@@ -152,7 +151,7 @@ def estimate(
         )
     samples = validation.as_samples(x)
     impls = spec.joint_backends if joint else spec.backends
-    backend = _resolve_backend(backend, impls, samples, method, bool(joint))
+    backend = _resolve_backend(backend, impls, samples, method, joint)
     log_base = _log_base(base)
 
     data = samples.data
@@ -174,7 +173,7 @@ def estimate(
         if nan_cols.any():
             if nan_policy == "propagate":
                 return _finish(np.array(np.nan), samples, data, log_base, scalar=True)
-            data = _drop_nan_rows(data)
+            data = validation.drop_nan_rows(data)
         result = run.joint(data, const if not nan_cols.any() else None)
     elif not nan_cols.any():
         result = run.marginal(data, const)
@@ -256,7 +255,10 @@ class _Runner:
         elif to_torch:
             import torch
 
-            arg = torch.from_numpy(np.ascontiguousarray(data))
+            arg = np.ascontiguousarray(data)
+            # torch warns on read-only memory (a memory map, a broadcast view), though the
+            # estimators only read it: they get a copy
+            arg = torch.from_numpy(arg if arg.flags.writeable else arg.copy())
         else:
             arg = data
         if self.ties == "jitter":
@@ -284,9 +286,9 @@ class _Runner:
             return self._call(data, opts, columns)
         if self.ties == "raise":
             raise ValueError(
-                f"column(s) {np.flatnonzero(const).tolist()[:10]} are constant, so every "
-                "spacing is zero and the entropy is -inf; pass ties='jitter' or 'floor' "
-                "to get -inf with a warning instead"
+                f"column(s) {np.flatnonzero(const).tolist()[:10]} are constant (no spread), "
+                "so their entropy is -inf; pass ties='jitter' or 'floor' to get -inf with a "
+                "warning instead"
             )
         validation.warn_constant(const)
         keep = np.flatnonzero(~const)
@@ -350,12 +352,6 @@ def _smallest_n(spec: registry.Method, options: dict[str, Any], limit: int = 100
     return f"more than {limit}"
 
 
-def _drop_nan_rows(data: Any) -> Any:
-    if validation.is_tensor(data):
-        return data[~data.isnan().any(dim=1)]
-    return data[~np.isnan(data).any(axis=1)]
-
-
 def _full_like(data: Any, value: float, size: int | None) -> Any:
     shape = () if size is None else (size,)
     if validation.is_tensor(data):
@@ -368,11 +364,11 @@ def _full_like(data: Any, value: float, size: int | None) -> Any:
 def _resolve_backend(backend: str, impls: dict, samples, method: str, joint: bool) -> str:
     if backend == "auto":
         numba_from = NUMBA_FROM.get((method, joint), NUMBA_AUTO_SIZE)
-        if samples.is_torch:
+        if samples.is_torch and "torch" in impls:
             backend = "torch"
-        elif "numba" in impls and samples.data.size >= numba_from:
+        elif "numba" in impls and math.prod(samples.data.shape) >= numba_from:
             backend = "numba"
-        else:
+        else:  # a tensor for a method without a torch backend is converted (no gradient)
             backend = "numpy"
     if backend not in registry.BACKENDS:
         raise ValueError(f"backend must be 'auto' or one of {registry.BACKENDS}, got {backend!r}")
@@ -388,9 +384,7 @@ def _resolve_backend(backend: str, impls: dict, samples, method: str, joint: boo
 def _log_base(base: float | None) -> float:
     if base is None:
         return 1.0
-    # any real type (numpy scalars included); bools and non-numbers are refused
-    real = isinstance(base, numbers.Real) and not isinstance(base, (bool, np.bool_))
-    if not (real and math.isfinite(base) and base > 0 and base != 1):
+    if not (validation.is_real(base) and math.isfinite(base) and base > 0 and base != 1):
         raise ValueError(f"base must be a positive number other than 1, got {base!r}")
     return math.log(float(base))
 

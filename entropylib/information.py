@@ -157,7 +157,8 @@ def total_correlation(
         more accurate than KSG's one-step multivariate form (:mod:`entropylib.ksg`); its
         value depends slightly on the order of the variables.
     groups : sequence of sequences of int, optional
-        The columns of each variable (disjoint); by default each column is a variable.
+        The columns of each variable (disjoint; a group may be a 1-D integer array); by
+        default each column is a variable.
     base, backend, nan_policy, ties, seed, **options
         As for :func:`mutual_information`.
 
@@ -192,7 +193,7 @@ def _information(measure: str, variables: dict[str, Any], method: str, *, base, 
                  nan_policy, ties, seed, options) -> Any:
     """Validate the variables once, then estimate by KSG or by entropy differences."""
     spec = registry.get(method, measure)
-    validation.check_policies(nan_policy, ties, spec.ties)
+    validation.check_policies(nan_policy, ties, spec.ties, seed)
     log_base = _log_base(base)
     data, groups, like = _stack(variables, nan_policy)
     if data is None:  # NaN under nan_policy="propagate"
@@ -215,6 +216,11 @@ def _ksg(spec: registry.Method, measure: str, data: Any, groups: list[list[int]]
         )
     arr = data.detach().cpu().numpy() if validation.is_tensor(data) else data
     arr = np.ascontiguousarray(arr, dtype=np.float64)
+    # KSG counts are invariant under one power-of-2 scale of every coordinate: data near the
+    # float range's ends (differences overflow, subnormals) are counted in a safe frame
+    exponents = validation.frame_exponents(*validation.column_range(arr), "common")
+    if exponents is not None:
+        arr = validation.to_frame(arr, exponents)
     n = arr.shape[0]
     opts = dict(spec.check_options({**spec.options, **options}, n))
     need = spec.min_samples(opts, n)
@@ -234,15 +240,38 @@ def _ksg(spec: registry.Method, measure: str, data: Any, groups: list[list[int]]
 
 def _entropy_difference(measure: str, method: str, data: Any, groups: list[list[int]],
                         kwargs: dict[str, Any]) -> Any:
-    def h(cols: list[int]) -> Any:
-        return estimate(data[:, cols], method, joint=True, **kwargs)
+    # A constant column makes every entropy holding it -inf (-inf - -inf = NaN) but changes no
+    # information measure: (X, c) is a one-to-one function of X. It is left out, and a
+    # variable with no column left is constant, with H = 0 in every term (I(c; Y) = 0).
+    lo, hi = validation.column_range(data)
+    groups = [[c for c in g if lo[c] != hi[c]] for g in groups]
 
+    def h(cols: list[int]) -> Any:
+        return estimate(data[:, cols], method, joint=True, **kwargs) if cols else 0.0
+
+    # a degenerate joint sample (n <= d, collinear columns) has H = -inf with a warning under
+    # ties "jitter" / "floor": one such term gives +-inf, two give -inf - (-inf), raised below
+    with np.errstate(invalid="ignore"):
+        value = _combine(measure, h, data, groups, method, kwargs)
+    if bool(value.isnan()) if validation.is_tensor(value) else math.isnan(value):
+        raise ValueError(
+            f"{measure} is undefined: two or more of its entropy terms are -inf (degenerate "
+            "joint samples, e.g. n <= d or collinear columns; see the warnings). Use more "
+            "samples or fewer columns"
+        )
+    return value
+
+
+def _combine(measure: str, h: Any, data: Any, groups: list[list[int]], method: str,
+             kwargs: dict[str, Any]) -> Any:
+    """The entropy-difference formula of ``measure``, ``h`` giving joint entropies."""
     everything = [c for g in groups for c in g]
     if measure == "conditional_mutual_information":
         x, y, z = groups
         return h(x + z) + h(y + z) - h(everything) - h(z)
-    if all(len(g) == 1 for g in groups):  # one column per variable: one marginal call
-        return estimate(data, method, **kwargs).sum() - h(everything)
+    if everything and all(len(g) <= 1 for g in groups):  # one column per variable: one call
+        live = data if len(everything) == data.shape[1] else data[:, everything]
+        return estimate(live, method, **kwargs).sum() - h(everything)
     return sum(h(g) for g in groups) - h(everything)
 
 
@@ -250,7 +279,7 @@ def _stack(variables: dict[str, Any], nan_policy: str) -> tuple[Any, list[list[i
     """The variables side by side as one (n, D) sample, the columns of each, and the sample
     whose kind (numpy or torch, dtype, device) the result takes; data is None when NaN
     propagates."""
-    checked = {name: validation.as_samples(v) for name, v in variables.items()}
+    checked = {name: validation.as_samples(v, name) for name, v in variables.items()}
     kinds = {s.is_torch for s in checked.values()}
     if len(kinds) > 1:
         raise TypeError("the variables must be all numpy arrays or all torch tensors")
@@ -272,8 +301,7 @@ def _stack(variables: dict[str, Any], nan_policy: str) -> tuple[Any, list[list[i
     if np.isfinite(lo).all() and np.isfinite(hi).all():
         return data, groups, data
     for name, s in checked.items():
-        _check_no_inf(name, s.data)
-    nan_rows = _nan_rows(data)
+        validation.check_no_inf(s.data, name)
     if nan_policy == "raise":
         named = [name for name, s in checked.items() if validation.nan_columns(s.data).any()]
         raise ValueError(f"{', '.join(named)} ha{'ve' if len(named) > 1 else 's'} NaN values; "
@@ -281,20 +309,7 @@ def _stack(variables: dict[str, Any], nan_policy: str) -> tuple[Any, list[list[i
                          "NaN")
     if nan_policy == "propagate":
         return None, groups, data
-    return data[~nan_rows], groups, data
-
-
-def _check_no_inf(name: str, data: Any) -> None:
-    try:
-        validation.check_no_inf(data)
-    except ValueError as err:
-        raise ValueError(f"{name}: {err}") from None
-
-
-def _nan_rows(data: Any) -> Any:
-    if validation.is_tensor(data):
-        return data.isnan().any(dim=1)
-    return np.isnan(data).any(axis=1)
+    return validation.drop_nan_rows(data), groups, data
 
 
 def _check_groups(groups: Sequence[Sequence[int]], d: int) -> list[list[int]]:
@@ -308,6 +323,8 @@ def _check_groups(groups: Sequence[Sequence[int]], d: int) -> list[list[int]]:
 
 
 def _check_group(group: Sequence[int], d: int) -> list[int]:
+    if isinstance(group, np.ndarray):  # e.g. from np.flatnonzero; 1-D, else no index list
+        group = list(group) if group.ndim == 1 else None
     cols = list(group) if isinstance(group, Sequence) and not isinstance(group, str) else None
     if not cols or not all(isinstance(c, (int, np.integer)) and not isinstance(c, bool)
                            and 0 <= c < d for c in cols):

@@ -62,6 +62,9 @@ EVALUATIONS = ("exact", "fft")
 
 #: grid points per kernel standard deviation in the FFT path (its accuracy knob)
 FFT_POINTS_PER_BANDWIDTH = 32
+#: largest FFT grid (points) evaluation="fft" builds: 2^24 points take ~0.5 GB with the FFT's
+#: work arrays; a wider range / bandwidth ratio (a tiny absolute bandwidth) is refused
+FFT_MAX_POINTS = 2**24
 #: leave-one-out FFT densities below this (in units of the self term) are recomputed exactly,
 #: since FFT round-off and binning error are not small relative to them
 _FFT_EXACT_BELOW = 1e-3
@@ -357,9 +360,15 @@ def _log_kernel_sums_fft(z: np.ndarray, loo: bool) -> np.ndarray:
     delta = 1.0 / FFT_POINTS_PER_BANDWIDTH
     lo = z.min()
     pos = (z - lo) / delta
+    size = int(pos.max()) + 2
+    if size > FFT_MAX_POINTS:
+        raise ValueError(
+            f"evaluation='fft' would need {size:.3g} grid points ({FFT_POINTS_PER_BANDWIDTH} per "
+            f"bandwidth over the sample's range), more than FFT_MAX_POINTS = {FFT_MAX_POINTS}: "
+            "use evaluation='exact' or a larger bandwidth"
+        )
     left = np.floor(pos).astype(np.intp)
     frac = pos - left
-    size = int(left.max()) + 2
     counts = np.bincount(left, weights=1.0 - frac, minlength=size)
     counts += np.bincount(left + 1, weights=frac, minlength=size)
     # exp(-r^2/2) is exactly 0 in float64 beyond r = 38.6 bandwidths
@@ -396,20 +405,18 @@ def _check_options(options: Mapping[str, Any], n: int) -> Mapping[str, Any]:
             raise ValueError(
                 f"bandwidth must be one of {BANDWIDTH_RULES} or a positive float, got {bw!r}"
             )
-    elif isinstance(bw, bool) or not isinstance(bw, (int, float, np.integer, np.floating)):
+    elif not validation.is_real(bw):
         raise TypeError(f"bandwidth must be one of {BANDWIDTH_RULES} or a positive float, "
                         f"got {bw!r}")
     elif not (math.isfinite(bw) and bw > 0):
         raise ValueError(f"bandwidth must be a finite number > 0, got {bw!r}")
     else:
         bw = float(bw)
-    if not isinstance(options["loo"], (bool, np.bool_)):
-        raise TypeError(f"loo must be True or False, got {options['loo']!r}")
     if options["evaluation"] not in EVALUATIONS:
         raise ValueError(
             f"evaluation must be one of {EVALUATIONS}, got {options['evaluation']!r}"
         )
-    return {**options, "bandwidth": bw, "loo": bool(options["loo"]),
+    return {**options, "bandwidth": bw, "loo": validation.check_flag("loo", options["loo"]),
             "bounds": _checked_bounds(options["bounds"])}
 
 
@@ -418,9 +425,12 @@ def _checked_bounds(bounds: Any) -> tuple[float, float] | None:
         return None
     expected = "bounds must be None or a pair (lo, hi) of numbers with lo < hi (may be +-inf)"
     try:
-        lo, hi = (float(b) for b in bounds)
+        lo, hi = bounds
     except (TypeError, ValueError):
         raise TypeError(f"{expected}, got {bounds!r}") from None
+    if not (validation.is_real(lo) and validation.is_real(hi)):  # not bools, not strings
+        raise TypeError(f"{expected}, got {bounds!r}")
+    lo, hi = float(lo), float(hi)
     if not lo < hi:
         raise ValueError(f"{expected}, got {bounds!r}")
     return lo, hi

@@ -185,7 +185,7 @@ def _mean_digamma(counts: np.ndarray) -> float:
 
 def _check_options(options: Mapping[str, Any], n: int) -> Mapping[str, Any]:
     k = options["k"]
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
+    if not validation.is_integer(k):
         raise TypeError(f"k (number of neighbours) must be a positive integer, got {k!r}")
     if k < 1:
         raise ValueError(f"k (number of neighbours) must be >= 1, got {k}")

@@ -122,6 +122,9 @@ def register(method: Method) -> Method:
 
 def get(name: str, measure: str = "entropy") -> Method:
     """The method called ``name``; a ValueError if it does not estimate ``measure``."""
+    if not isinstance(name, str):
+        raise TypeError(f"method must be a method name (str), got {name!r}; available methods: "
+                        f"{', '.join(sorted(_REGISTRY))}")
     try:
         method = _REGISTRY[name]
     except KeyError:

@@ -260,15 +260,18 @@ def _window_options(options: Mapping[str, Any], n: int) -> Mapping[str, Any]:
     m = options["m"]
     if m is None:
         m = default_window(n)
-    elif isinstance(m, bool) or not isinstance(m, (int, np.integer)):
+    elif not validation.is_integer(m):
         raise TypeError(f"window m must be a positive integer, got {m!r}")
     if m < 1:
         raise ValueError(f"window m must be >= 1, got {m}")
     out = {**options, "m": int(m)}
     if "eps" in out:
         eps = out["eps"]
-        if not (isinstance(eps, (int, float)) and math.isfinite(eps) and eps >= 0):
+        if not (validation.is_real(eps) and math.isfinite(eps) and eps >= 0):
             raise ValueError(f"eps must be a finite number >= 0, got {eps!r}")
+        out["eps"] = float(eps)
+    if "bias_correction" in out:
+        out["bias_correction"] = validation.check_flag("bias_correction", out["bias_correction"])
     return out
 
 

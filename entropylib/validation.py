@@ -34,6 +34,7 @@ Ties (``ties``): equal values make spacings or neighbour distances zero and log(
 
 from __future__ import annotations
 
+import numbers
 import sys
 import warnings
 from collections.abc import Iterator
@@ -55,6 +56,24 @@ FLOOR_WARN_FRACTION = 1e-3
 _FLOORED: ContextVar[list | None] = ContextVar("entropylib_floored", default=None)
 
 
+def is_real(value: Any) -> bool:
+    """True for a real number of any type (Python or numpy int or float); bools are not."""
+    return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
+
+
+def is_integer(value: Any) -> bool:
+    """True for an integer of any type (Python or numpy); bools are not."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))
+
+
+def check_flag(name: str, value: Any) -> bool:
+    """``value`` as a bool if it is one (Python or numpy); a TypeError for anything else, whose
+    truth value (a non-empty string, None, 1.0) would be a silent guess."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, got {value!r}")
+    return bool(value)
+
+
 def is_tensor(x: Any) -> bool:
     """True for a torch.Tensor, without importing torch when the caller never did."""
     torch = sys.modules.get("torch")
@@ -70,59 +89,81 @@ class Samples:
     is_torch: bool
 
 
-def as_samples(x: Any) -> Samples:
-    """Check shape and dtype and return the sample as a 2-D float array of shape (n, d).
+def as_samples(x: Any, name: str = "x") -> Samples:
+    """Check shape and dtype and return the sample as a 2-D float array of shape (n, d);
+    errors call it ``name``.
 
     numpy input: integer and float16 become float64 / float32 ... as numpy promotes for
-    ``float``: integers -> float64, float16 -> float32, float32 and float64 kept.
-    torch input: float32 / float64 kept (device kept), integers -> float64, half -> float32.
+    ``float``: integers -> float64, float16 -> float32, float32 and float64 kept (in the
+    machine's byte order).
+    torch input: float32 / float64 kept (device kept), integers -> float64, half, bfloat16
+    and float8 -> float32. Long double and sparse tensors are refused.
     """
     if is_tensor(x):
-        return _tensor_samples(x)
+        return _tensor_samples(x, name)
     if isinstance(x, (str, bytes)):
-        raise TypeError(f"x must be an array of real numbers, got {type(x).__name__}")
+        raise TypeError(f"{name} must be an array of real numbers, got {type(x).__name__}")
+    if isinstance(x, np.ma.MaskedArray):
+        x = _masked_as_nan(x)
     try:
         arr = np.asarray(x)
     except (TypeError, ValueError) as err:  # ragged lists
-        raise ValueError(f"x must be a rectangular array of real numbers: {err}") from None
+        raise ValueError(f"{name} must be a rectangular array of real numbers: {err}") from None
     if arr.dtype.kind == "c":
-        raise TypeError("x is complex; differential entropy is defined here for real samples")
+        raise TypeError(f"{name} is complex; differential entropy is defined here for real samples")
     if arr.dtype.kind == "b" or arr.dtype.kind not in "iuf":
         raise TypeError(
-            f"x must hold real numbers (integer or float), got dtype {arr.dtype}"
+            f"{name} must hold real numbers (integer or float), got dtype {arr.dtype}"
         )
     if arr.dtype.kind in "iu":
         arr = arr.astype(np.float64)
     elif arr.dtype == np.float16:
         arr = arr.astype(np.float32)
-    _check_shape(arr.shape)
+    elif arr.dtype.itemsize > 8:
+        raise TypeError(
+            f"{name} has dtype float{8 * arr.dtype.itemsize} (long double); the estimators "
+            f"compute in float32 or float64: pass {name}.astype(np.float64)"
+        )
+    elif not arr.dtype.isnative:  # '>f8' from a file: numba and torch take native order only
+        arr = arr.astype(arr.dtype.newbyteorder("="))
+    _check_shape(arr.shape, name)
     was_1d = arr.ndim == 1
     return Samples(arr.reshape(-1, 1) if was_1d else arr, was_1d, False)
 
 
-def _tensor_samples(x: Any) -> Samples:
+def _masked_as_nan(x: np.ma.MaskedArray) -> np.ndarray:
+    """Masked entries become NaN, missing values for ``nan_policy`` (np.asarray would drop
+    the mask and estimate the values hidden under it); a copy, the caller's array is kept."""
+    if not np.ma.is_masked(x) or x.dtype.kind not in "iuf":  # other dtypes: refused later
+        return x.data
+    return x.astype(x.dtype if x.dtype.kind == "f" else np.float64).filled(np.nan)
+
+
+def _tensor_samples(x: Any, name: str) -> Samples:
     import torch
 
     if x.is_complex():
-        raise TypeError("x is complex; differential entropy is defined here for real samples")
+        raise TypeError(f"{name} is complex; differential entropy is defined here for real samples")
     if x.dtype == torch.bool:
-        raise TypeError("x must hold real numbers (integer or float), got dtype torch.bool")
+        raise TypeError(f"{name} must hold real numbers (integer or float), got dtype torch.bool")
+    if x.layout != torch.strided:
+        raise TypeError(f"{name} is a {x.layout} tensor; pass a dense one ({name}.to_dense())")
     if not x.is_floating_point():
         x = x.to(torch.float64)
-    elif x.dtype in (torch.float16, torch.bfloat16):
+    elif x.dtype.itemsize < 4:  # float16, bfloat16, float8 formats
         x = x.to(torch.float32)
-    _check_shape(tuple(x.shape))
+    _check_shape(tuple(x.shape), name)
     was_1d = x.ndim == 1
     return Samples(x.reshape(-1, 1) if was_1d else x, was_1d, True)
 
 
-def _check_shape(shape: tuple[int, ...]) -> None:
+def _check_shape(shape: tuple[int, ...], name: str) -> None:
     if len(shape) not in (1, 2):
         raise ValueError(
-            f"x must be 1-D (n,) or 2-D (n, d) with samples along axis 0, got shape {shape}"
+            f"{name} must be 1-D (n,) or 2-D (n, d) with samples along axis 0, got shape {shape}"
         )
     if shape[0] == 0 or (len(shape) == 2 and shape[1] == 0):
-        raise ValueError(f"x is empty (shape {shape}); at least a few samples are needed")
+        raise ValueError(f"{name} is empty (shape {shape}); at least a few samples are needed")
 
 
 def column_range(data: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -187,7 +228,7 @@ def frame_exponents(lo: np.ndarray, hi: np.ndarray, mode: str) -> np.ndarray | N
     biggest = np.maximum(np.abs(lo64), np.abs(hi64))
     limit = 2.0 ** (np.finfo(lo.dtype).maxexp // 4)
     live = half_range > 0
-    safe = ~live | ((biggest <= limit) & (2 * half_range >= 1 / limit))
+    safe = ~live | ((biggest <= limit) & (half_range >= 0.5 / limit))  # range >= 1 / limit
     if safe.all():
         return None
     exponent = -np.frexp(half_range)[1].astype(np.int64)  # half range * 2^e in [0.5, 1)
@@ -216,20 +257,40 @@ def nan_columns(data: Any) -> np.ndarray:
     return np.isnan(data).any(axis=0)
 
 
-def check_no_inf(data: Any) -> None:
+def drop_nan_rows(data: Any) -> Any:
+    """The rows of ``data`` (n, d) without NaN (``nan_policy="omit"`` for a joint sample); a
+    ValueError if no row is left."""
+    if is_tensor(data):
+        kept = data[~data.isnan().any(dim=1)]
+    else:
+        kept = data[~np.isnan(data).any(axis=1)]
+    if kept.shape[0] == 0:
+        raise ValueError("every row holds a NaN: nothing is left after omitting NaN rows")
+    return kept
+
+
+def check_no_inf(data: Any, name: str = "x") -> None:
     bad = data.isinf().any(dim=0).cpu().numpy() if is_tensor(data) else np.isinf(data).any(axis=0)
     if bad.any():
         cols = np.flatnonzero(bad).tolist()
         raise ValueError(
-            f"x has infinite values in column(s) {cols[:10]}; finite samples are expected"
+            f"{name} has infinite values in column(s) {cols[:10]}; finite samples are expected"
         )
 
 
-def check_policies(nan_policy: str, ties: str, supported_ties: tuple[str, ...]) -> None:
+def check_policies(
+    nan_policy: str, ties: str, supported_ties: tuple[str, ...], seed: int = 0
+) -> None:
+    """Check the NaN and tie policies and the seed of the "jitter" noise (checked whatever
+    the policy, so that a bad seed is found before a tie first makes it matter)."""
     if nan_policy not in NAN_POLICIES:
         raise ValueError(f"nan_policy must be one of {NAN_POLICIES}, got {nan_policy!r}")
     if ties not in supported_ties:
         raise ValueError(f"ties must be one of {supported_ties}, got {ties!r}")
+    if not is_integer(seed):
+        raise TypeError(f"seed must be a non-negative integer, got {seed!r}")
+    if seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
 
 
 def constant_columns(data: Any) -> np.ndarray:

@@ -9,10 +9,11 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
-from entropylib import spacings
+from entropylib import spacings, validation
 from entropylib.criteria.views import check_coeff, check_views, full_precision, gather_views
 
 __all__ = ["E2MC", "REFERENCE_SETTINGS", "TRANSFORMS", "hypercov", "marginal_entropy", "squash"]
@@ -164,13 +165,13 @@ class E2MC(nn.Module):
         self.cov_coeff = check_coeff("cov_coeff", cov_coeff)
         if self.ent_coeff == 0 and self.cov_coeff == 0:
             raise ValueError("ent_coeff and cov_coeff are both 0: the criterion would be 0")
-        if m is not None and (isinstance(m, bool) or not isinstance(m, int) or m < 1):
+        if m is not None and not (validation.is_integer(m) and m >= 1):
             raise ValueError(f"m must be None or a positive integer, got {m!r}")
-        self.m = m
+        self.m = None if m is None else int(m)
         self.eps = check_coeff("eps", eps, positive=True)
-        if not isinstance(bias_correction, bool):
+        if not isinstance(bias_correction, (bool, np.bool_)):
             raise ValueError(f"bias_correction must be True or False, got {bias_correction!r}")
-        self.bias_correction = bias_correction
+        self.bias_correction = bool(bias_correction)
 
     def extra_repr(self) -> str:
         return (

@@ -5,16 +5,23 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from entropylib.criteria.views import check_coeff, check_views, full_precision, gather_views
+from entropylib.criteria.views import (
+    check_coeff,
+    check_views,
+    full_precision,
+    gather_views,
+    unit_rows,
+)
 
-__all__ = ["MMCR", "centroid_nuclear_norm", "unit_rows"]
+__all__ = ["MMCR", "centroid_nuclear_norm"]
 
 
 def centroid_nuclear_norm(*views: torch.Tensor) -> torch.Tensor:
     r"""Nuclear norm :math:`\|M\|_* = \sum_k \sigma_k(M)` of the centroid matrix M (N, D).
 
     :math:`M_i = \frac1V \sum_v z^{(v)}_i / \|z^{(v)}_i\|`: the mean of sample i's
-    L2-normalised views (a zero row counts as zero, see :func:`unit_rows`).
+    L2-normalised views (a zero row counts as zero, see
+    :func:`entropylib.criteria.views.unit_rows`).
 
     Examples
     --------
@@ -29,15 +36,6 @@ def centroid_nuclear_norm(*views: torch.Tensor) -> torch.Tensor:
     finite = torch.isfinite(centroids).all()
     nuclear = torch.linalg.matrix_norm(torch.where(finite, centroids, 0.0), ord="nuc")
     return torch.where(finite, nuclear, torch.nan)
-
-
-def unit_rows(z: torch.Tensor) -> torch.Tensor:
-    """Rows of ``z`` divided by their L2 norms; a zero row has no direction, so it stays zero
-    and passes no gradient (``F.normalize`` divides it by its eps, 1e-12, and passes a
-    gradient of 1e12: 4e12 on all-zero embeddings)."""
-    norm = z.norm(dim=1, keepdim=True)
-    nonzero = norm > 0
-    return torch.where(nonzero, z / torch.where(nonzero, norm, 1.0), 0.0)
 
 
 class MMCR(nn.Module):

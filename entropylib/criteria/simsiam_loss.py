@@ -3,10 +3,9 @@ r"""SimSiam loss: symmetric negative cosine with stop-gradient (Chen & He, CVPR 
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from entropylib.criteria.views import check_views, full_precision, working_dtype
+from entropylib.criteria.views import check_views, full_precision, unit_rows, working_dtype
 
 __all__ = ["SimSiamLoss", "negative_cosine"]
 
@@ -14,7 +13,10 @@ __all__ = ["SimSiamLoss", "negative_cosine"]
 def negative_cosine(p: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
     r""":math:`-\frac1N \sum_i \frac{p_i \cdot z_i}{\|p_i\| \|z_i\|}` with no gradient into ``z``.
 
-    Norms are clamped below at 1e-8 as in ``torch.nn.CosineSimilarity``.
+    The cosines of ``torch.nn.CosineSimilarity`` (the reference's), from rows normalised at
+    any scale (:func:`entropylib.criteria.views.unit_rows`): that module clamps norms below
+    at 1e-8 and its norms overflow float32 from |z| ~ 1e19, where a cosine came out 0. A zero
+    row has cosine 0 with everything.
 
     Examples
     --------
@@ -22,7 +24,7 @@ def negative_cosine(p: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
     >>> negative_cosine(torch.tensor([[1.0, 0.0]]), torch.tensor([[2.0, 0.0]]))
     tensor(-1.)
     """
-    return -F.cosine_similarity(p, z.detach(), dim=1).mean()
+    return -(unit_rows(p) * unit_rows(z.detach())).sum(dim=1).mean()
 
 
 class SimSiamLoss(nn.Module):

@@ -2,12 +2,14 @@ r"""SwAV loss: swapped prediction of Sinkhorn-Knopp codes (Caron et al., NeurIPS
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from entropylib import validation
 from entropylib.criteria.distributed import all_reduce_max, all_reduce_sum, global_rows
 from entropylib.criteria.views import check_coeff, check_views, full_precision, working_dtype
 
@@ -24,8 +26,10 @@ def sinkhorn_knopp(
     normalised to total mass 1, each iteration rescales every prototype (column) to mass
     :math:`1/K` (column sums all-reduced over ranks) and then every sample (row) to mass
     :math:`1/B`; the result is multiplied by B so each row is a distribution over prototypes.
-    The global maximum score is subtracted first; it cancels in the first normalisation and
-    keeps :math:`\exp` finite. No gradient flows through the codes.
+    The scaling is done on :math:`\log Q` with log-sum-exp normalisers: the official code's
+    :math:`\exp` underflows to 0 over a whole column when a prototype scores far below the
+    best (a gap beyond about 90 epsilon in float32), and its codes become NaN. No gradient
+    flows through the codes.
 
     Reference: Cuturi, "Sinkhorn distances", NeurIPS 2013; the distributed form of SwAV's
     official ``distributed_sinkhorn``.
@@ -42,13 +46,23 @@ def sinkhorn_knopp(
     k = scores.shape[1]
     with full_precision([scores]):
         s = scores.detach().to(working_dtype(scores))
-        q = torch.exp((s - all_reduce_max(s.max())) / epsilon)
-        q = q / all_reduce_sum(q.sum())
-        b = global_rows(s)
+        b = global_rows(s)  # an int, or a tensor of s's dtype on its device (no host read)
+        log_b = b.log() if isinstance(b, torch.Tensor) else math.log(b)
+        log_q = s / epsilon
+        log_q = log_q - _global_log_sum_exp(log_q, dim=None)
         for _ in range(iterations):
-            q = q / (all_reduce_sum(q.sum(dim=0, keepdim=True)) * k)
-            q = q / (q.sum(dim=1, keepdim=True) * b)
-        return q * b
+            log_q = log_q - (_global_log_sum_exp(log_q, dim=0) + math.log(k))
+            log_q = log_q - (torch.logsumexp(log_q, dim=1, keepdim=True) + log_b)
+        return torch.exp(log_q + log_b)
+
+
+def _global_log_sum_exp(x: torch.Tensor, dim: int | None) -> torch.Tensor:
+    """log of the sum of exp(x) over ``dim`` (every entry if None) and over ranks; the global
+    maximum is factored out, so the sum is at least 1 and never underflows."""
+    peak = all_reduce_max(x.amax() if dim is None else x.amax(dim=dim, keepdim=True))
+    total = torch.exp(x - peak)
+    total = total.sum() if dim is None else total.sum(dim=dim, keepdim=True)
+    return torch.log(all_reduce_sum(total)) + peak
 
 
 class SwAVLoss(nn.Module):
@@ -98,20 +112,17 @@ class SwAVLoss(nn.Module):
         super().__init__()
         self.temperature = check_coeff("temperature", temperature, positive=True)
         self.epsilon = check_coeff("epsilon", epsilon, positive=True)
-        if (
-            isinstance(sinkhorn_iterations, bool)
-            or not isinstance(sinkhorn_iterations, int)
-            or sinkhorn_iterations < 1
-        ):
+        if not (validation.is_integer(sinkhorn_iterations) and sinkhorn_iterations >= 1):
             raise ValueError(
                 f"sinkhorn_iterations must be a positive integer, got {sinkhorn_iterations!r}"
             )
-        self.sinkhorn_iterations = sinkhorn_iterations
+        self.sinkhorn_iterations = int(sinkhorn_iterations)
         crops = tuple(crops_for_assign)
-        if not crops or any(isinstance(c, bool) or not isinstance(c, int) or c < 0 for c in crops):
+        if not crops or not all(validation.is_integer(c) and c >= 0 for c in crops):
             raise ValueError(
                 f"crops_for_assign must be a non-empty sequence of crop indices >= 0, got {crops!r}"
             )
+        crops = tuple(int(c) for c in crops)
         if len(set(crops)) != len(crops):
             raise ValueError(f"crops_for_assign has repeated indices: {crops!r}")
         self.crops_for_assign = crops

@@ -6,10 +6,15 @@ import itertools
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from entropylib.criteria.views import check_coeff, check_views, full_precision, gather_views
+from entropylib.criteria.views import (
+    check_coeff,
+    check_views,
+    full_precision,
+    gather_views,
+    unit_rows,
+)
 
 __all__ = ["Uniformity", "alignment", "uniformity"]
 
@@ -30,7 +35,7 @@ def uniformity(z: torch.Tensor, *, t: float = 2.0) -> torch.Tensor:
     tensor(-8.)
     """
     n = z.shape[0]
-    e = F.normalize(z, dim=1)
+    e = unit_rows(z)
     sq = e.pow(2).sum(dim=1)
     i, j = torch.triu_indices(n, n, offset=1, device=z.device)
     d2 = (sq[i] + sq[j] - 2 * (e[i] * e[j]).sum(dim=1)).clamp_min(0)
@@ -48,7 +53,7 @@ def alignment(z1: torch.Tensor, z2: torch.Tensor, *, alpha: float = 2.0) -> torc
     >>> alignment(torch.tensor([[1.0, 0.0]]), torch.tensor([[0.0, 3.0]]))  # ||(1, -1)||^2
     tensor(2.)
     """
-    diff = F.normalize(z1, dim=1) - F.normalize(z2, dim=1)
+    diff = unit_rows(z1) - unit_rows(z2)
     return diff.pow(2).sum(dim=1).pow(alpha / 2).mean()
 
 

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import math
-import numbers
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 
-import numpy as np
 import torch
 
+from entropylib import validation
 from entropylib.criteria.distributed import gather_with_grad
 
 __all__ = [
@@ -20,6 +19,7 @@ __all__ = [
     "check_views",
     "full_precision",
     "gather_views",
+    "unit_rows",
     "working_dtype",
 ]
 
@@ -67,7 +67,7 @@ def check_coeff(name: str, value: float, *, positive: bool = False) -> float:
 
     Any real type is accepted (Python or numpy ints and floats); bools are refused.
     """
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+    if not validation.is_real(value):
         raise ValueError(f"{name} must be a real number, got {value!r}")
     value = float(value)
     if not math.isfinite(value) or value < 0 or (positive and value == 0):
@@ -146,3 +146,29 @@ def check_finite_loss(loss: torch.Tensor, views: Sequence[torch.Tensor], who: st
             f"{who}: the loss overflows {loss.dtype} at this embedding scale (largest |z| = "
             f"{scale:.3g}); normalise the embeddings or compute in float64"
         )
+
+
+def unit_rows(z: torch.Tensor) -> torch.Tensor:
+    """Rows of ``z`` divided by their L2 norms, at any finite scale.
+
+    Each row is first multiplied by the power of 2 that brings its largest entry into
+    [0.5, 1): exact, and the direction is all that is kept, but the squares of the norm then
+    neither overflow (float32 rows of size 1e20) nor underflow (1e-20, where
+    ``F.normalize`` would divide by its eps instead of the norm). The power is applied as two
+    factors that each fit the dtype (a subnormal float32 row needs 2^149) and carries no
+    gradient, which the result does not depend on. A zero row has no direction: it stays
+    zero and passes no gradient (``F.normalize`` passes 1 / eps = 1e12). A row with NaN
+    stays NaN, for a caller that checks the loss (:func:`caller_checks_finite`).
+
+    Examples
+    --------
+    >>> unit_rows(torch.tensor([[3e30, 4e30], [0.0, 0.0]]))
+    tensor([[0.6000, 0.8000],
+            [0.0000, 0.0000]])
+    """
+    _, exponent = torch.frexp(z.detach().abs().amax(dim=1, keepdim=True))
+    half = torch.div(-exponent, 2, rounding_mode="floor")
+    z = z * torch.exp2(half.to(z.dtype)) * torch.exp2((-exponent - half).to(z.dtype))
+    norm = z.norm(dim=1, keepdim=True)
+    nonzero = norm != 0
+    return torch.where(nonzero, z / torch.where(nonzero, norm, 1.0), 0.0)

@@ -166,9 +166,10 @@ def test_equal_batches_need_no_size_collective(rank_results):
     for r in rank_results:
         general, stated = r["equal"][False], r["equal"][True]
         assert torch.equal(general[0], stated[0]) and torch.equal(general[1], stated[1])
-        # gather: sizes + blocks; Sinkhorn: max, total mass, batch size, 3 x column sums
-        assert general[2] == ["all_gather", "all_gather"] + ["all_reduce"] * 6
-        assert stated[2] == ["all_gather"] + ["all_reduce"] * 5
+        # gather: sizes + blocks; Sinkhorn: batch size, then a max and a sum for each of its
+        # log-sum-exps (total mass, 3 x column masses)
+        assert general[2] == ["all_gather", "all_gather"] + ["all_reduce"] * 9
+        assert stated[2] == ["all_gather"] + ["all_reduce"] * 8
 
 
 def test_sinkhorn_over_the_global_batch(rank_results):
