@@ -135,7 +135,7 @@ def _marginal(x: np.ndarray, *, k: int | None, norm: str, ties: str) -> np.ndarr
 def _check_options(options: Mapping[str, Any], n: int) -> Mapping[str, Any]:
     k = options["k"]
     if k is not None:
-        if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
+        if not validation.is_integer(k):
             raise TypeError(f"k (neighbours averaged over) must be an integer, got {k!r}")
         if k < 3:
             raise ValueError(f"k (neighbours averaged over) must be >= 3 so that the weights "
