@@ -106,7 +106,9 @@ def uniformity(
 def offdiag_covariance_energy(features: Any) -> float:
     """Sum of squared off-diagonal sample covariances divided by D (VICReg's penalty).
 
-    C = (Z - mean)^T (Z - mean) / (N - 1);  energy = sum_{i != j} C_ij^2 / D.
+    C = (Z - mean)^T (Z - mean) / (N - 1);  energy = sum_{i != j} C_ij^2 / D. The off-diagonal
+    entries are summed directly: subtracting the diagonal's squares from the whole sum would
+    lose them when one unit's variance dominates (a unit at scale 1e9 next to units at 1).
 
     Examples
     --------
@@ -117,7 +119,14 @@ def offdiag_covariance_energy(features: Any) -> float:
     if x.shape[0] < 2:
         raise ValueError("the covariance needs at least 2 samples")
     c = np.cov(x, rowvar=False).reshape(x.shape[1], x.shape[1])
-    return float((np.sum(c**2) - np.sum(np.diag(c) ** 2)) / x.shape[1])
+    off = c[~np.eye(x.shape[1], dtype=bool)]
+    energy = float(np.sum(off**2) / x.shape[1])
+    if not np.isfinite(energy):
+        raise ValueError(
+            "the covariance energy of these features exceeds float64's range "
+            f"(largest |feature| {np.max(np.abs(x)):.3g}); rescale the features"
+        )
+    return energy
 
 
 def marginal_entropy_profile(

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from evaluation.diagnostics import alignment, uniformity
+from evaluation.diagnostics import alignment, offdiag_covariance_energy, uniformity
 from evaluation.separability import embed_2d, fisher_ratio, knn_purity, silhouette
 
 #: feature scales a model can legitimately produce in float64 (tiny, huge) and a realistic
@@ -43,3 +43,29 @@ def test_fisher_ratio_at_extreme_scales(scale):
     assert fisher_ratio(np.array([[0.0], [2.0], [10.0], [12.0]]) * scale, [0, 0, 1, 1]) == (
         pytest.approx(25.0)
     )
+
+
+def _offdiag_energy_by_hand(x: np.ndarray) -> float:
+    n, d = x.shape
+    centred = x - x.mean(axis=0)
+    total = 0.0
+    for i in range(d):
+        for j in range(d):
+            if i != j:
+                total += (float(centred[:, i] @ centred[:, j]) / (n - 1)) ** 2
+    return total / d
+
+
+def test_offdiag_covariance_energy_keeps_small_terms_next_to_a_dominant_unit():
+    # one unit at scale 1e9: its variance squared (1e36) used to swamp the off-diagonal
+    # terms (about 1e15) when they were taken as (sum of all squares) - (diagonal squares)
+    x = np.random.default_rng(0).normal(size=(100, 3)) * np.array([1e9, 1.0, 1.0])
+    expected = _offdiag_energy_by_hand(x)
+    assert expected > 1e13
+    assert offdiag_covariance_energy(x) == pytest.approx(expected, rel=1e-9)
+
+
+def test_offdiag_covariance_energy_beyond_float64_is_an_error():
+    x = np.random.default_rng(0).normal(size=(50, 3)) * 1e200
+    with pytest.raises(ValueError, match="exceeds float64's range"):
+        offdiag_covariance_energy(x)
