@@ -336,7 +336,8 @@ def _evaluate(
     """Run every protocol on every model, saving the report as each finishes; the status.
 
     Every process runs the protocols (their feature extraction is shared out among them);
-    the first alone writes. A ValueError on any process stops all of them with status 1.
+    the first alone writes. A ValueError (bad input) or FloatingPointError (a classifier's
+    training diverged) on any process stops all of them with status 1.
     """
     first = _rank() == 0
     results: dict[str, dict[str, Any]] = {name: {} for name in models}
@@ -363,7 +364,7 @@ def _evaluate(
                            **data.meta}
             if first:
                 save([f"{n} {p}" for n, p in todo[i + 1 :]])
-        except ValueError as err:
+        except (ValueError, FloatingPointError) as err:
             error = str(err)
         if _failed(error):
             return 1

@@ -69,3 +69,81 @@ def test_offdiag_covariance_energy_beyond_float64_is_an_error():
     x = np.random.default_rng(0).normal(size=(50, 3)) * 1e200
     with pytest.raises(ValueError, match="exceeds float64's range"):
         offdiag_covariance_energy(x)
+
+
+# ------------------------------------------------------------- SGD probe and fine-tuning
+
+
+def _two_class_set(n: int = 32, *, labels=None, nan_rows=()):
+    import torch
+    from torch.utils.data import TensorDataset
+
+    x = torch.randn(n, 2, generator=torch.Generator().manual_seed(0))
+    y = (x[:, 0] > 0).long() if labels is None else torch.as_tensor(labels)
+    x[list(nan_rows)] = float("nan")
+    return TensorDataset(x, y)
+
+
+def _probe(train=None, test=None, **settings):
+    import torch
+
+    from evaluation.linear import sgd_linear_probe
+
+    data = _two_class_set()
+    kwargs = dict(num_classes=2, epochs=2, batch_size=8, progress=False, device="cpu")
+    return sgd_linear_probe(settings.pop("trunk", torch.nn.Identity()), train or data, data,
+                            test or data, **{**kwargs, **settings})
+
+
+@pytest.mark.parametrize("lr", [float("nan"), float("inf"), 0.0])
+def test_probe_learning_rate_must_be_finite_and_positive(lr):
+    # NaN and inf used to train a NaN head scored as "class 0 everywhere", 0 not to train
+    with pytest.raises(ValueError, match="learning rates must be > 0 and finite"):
+        _probe(lr=lr)
+
+
+def test_finetune_learning_rate_must_be_finite():
+    import torch
+
+    from evaluation.finetune import finetune
+
+    data = _two_class_set()
+    with pytest.raises(ValueError, match="learning rates must be > 0 and finite"):
+        finetune(torch.nn.Linear(2, 4), data, data, data, num_classes=2, epochs=1,
+                 trunk_lr=float("nan"), batch_size=8, progress=False, device="cpu")
+
+
+@pytest.mark.parametrize("setting", [{"weight_decay": float("nan")}, {"epochs": 1.5}])
+def test_probe_settings_are_checked_by_name(setting):
+    (name,) = setting
+    with pytest.raises(ValueError, match=name):
+        _probe(**setting)
+
+
+def test_diverged_training_is_an_error_not_a_score():
+    with pytest.raises(FloatingPointError, match="diverged in epoch 1"):
+        _probe(lr=1e30)
+
+
+def test_nan_images_are_an_error_not_a_score():
+    with pytest.raises(FloatingPointError, match="diverged"):
+        _probe(train=_two_class_set(nan_rows=[3]))
+    with pytest.raises(FloatingPointError, match=r"2 of 32 test_set images \(first: \[3, 7\]\)"):
+        _probe(test=_two_class_set(nan_rows=[3, 7]))
+
+
+@pytest.mark.parametrize("where", ["train", "test"])
+def test_labels_outside_num_classes_are_an_error(where):
+    # a test label of 5 with num_classes=2 used to count as a silent miss
+    bad = _two_class_set(labels=[0, 1] * 15 + [5, 0])
+    with pytest.raises(ValueError, match=f"{where}_set has label 5 outside"):
+        _probe(**{where: bad})
+
+
+def test_frozen_probe_leaves_the_trunk_in_its_mode():
+    import torch
+
+    trunk = torch.nn.Linear(2, 3)
+    trunk.train()
+    _probe(trunk=trunk)
+    assert trunk.training
