@@ -1,0 +1,29 @@
+"""Odd command lines of ``python -m adapters.continue_train``: an error naming the culprit,
+exit status 2 and nothing written, never a traceback."""
+
+from __future__ import annotations
+
+import pytest
+
+from adapters.continue_train import EXIT_BAD_INPUT, main
+from tests.adapters.train_helpers import one_thread  # noqa: F401
+
+TINY = ["--backbone", "small_cnn", "--dataset", "fake", "--batch-size", "8", "--max-steps", "1",
+        "--no-progress"]
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--head-option", "expander_dim=-1"], "'expander_dim' of method 'vicreg' is a size"),
+        (["--head-option", "expander_dim=abc"], "expected an integer >= 1"),
+        (["--head-option", "expander_dim=2.5"], "got 2.5"),
+        (["--method", "swav", "--head-option", "queue_length=-3"], "integer >= 0, got -3"),
+    ],
+)
+def test_bad_pretrain_options_are_named(args, message, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["--out", str(out), *TINY, *args], mode="pretrain") == EXIT_BAD_INPUT
+    assert message in capsys.readouterr().err
+    assert not out.exists()
+
