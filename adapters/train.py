@@ -231,7 +231,7 @@ def validate(config: TrainConfig, *, resuming: bool = False) -> None:
     if config.lr is not None and config.lr == 0:
         raise ValueError("lr must be > 0")
     METHODS[config.method].head_options(config.head_options)
-    data.dataset_info(config.dataset)
+    _views(config)
     if config.tensorboard and importlib.util.find_spec("tensorboard") is None:
         raise ValueError("--tensorboard needs the tensorboard package, which is not installed")
 
@@ -805,9 +805,7 @@ def train(config: TrainConfig, *, resume: str | None = None) -> TrainResult:
 
 def _training_data(config: TrainConfig, process: Process) -> tuple[data.DatasetInfo, SeededViews]:
     """The training images with the method's views, each sample seeded by (seed, epoch, i)."""
-    info = data.dataset_info(config.dataset)
-    views = data.ssl_views(config.method, info, **{
-        **METHODS[config.method].defaults.view_options, **config.view_options})
+    info, views = _views(config)
     dataset = data.load_dataset(config.dataset, config.data_root, train=True, transform=views)
     global_batch = config.batch_size * process.world
     if len(dataset) < global_batch:
@@ -816,6 +814,14 @@ def _training_data(config: TrainConfig, process: Process) -> tuple[data.DatasetI
             f"global batch of {global_batch}"
         )
     return info, SeededViews(dataset, config.seed)
+
+
+def _views(config: TrainConfig) -> tuple[data.DatasetInfo, data.MultiView]:
+    """The data set's description and the method's views with the run's view options (their
+    names and values checked)."""
+    info = data.dataset_info(config.dataset)
+    return info, data.ssl_views(config.method, info, **{
+        **METHODS[config.method].defaults.view_options, **config.view_options})
 
 
 def _start_state(
