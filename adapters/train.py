@@ -299,7 +299,10 @@ def resolve_device(name: str | None, *, world: int, local_rank: int) -> torch.de
     """
     if name is None:
         name = "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ValueError(f"--device {name!r} is not a device; give cpu, cuda or cuda:N") from None
     if device.index is not None and world > 1:
         raise ValueError(f"--device {name} would put every torchrun process on one device; give "
                          f"the type only (--device {device.type}: each process then uses the "

@@ -20,6 +20,7 @@ TINY = ["--backbone", "small_cnn", "--dataset", "fake", "--batch-size", "8", "--
         (["--head-option", "expander_dim=2.5"], "got 2.5"),
         (["--method", "swav", "--head-option", "queue_length=-3"], "integer >= 0, got -3"),
         (["--view-option", "nope=1"], "unknown view option(s) ['nope'] for method 'vicreg'"),
+        (["--device", "tpu"], "--device 'tpu' is not a device"),
     ],
 )
 def test_bad_pretrain_options_are_named(args, message, tmp_path, capsys):
