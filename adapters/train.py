@@ -46,7 +46,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from adapters import checkpoints, data
+from adapters import checkpoints, data, releases
 from adapters.backbones import BACKBONES, build_backbone
 from adapters.methods import METHODS
 from adapters.models import CHECKPOINT_FORMAT, LoadedModel, SSLModel, load_model
@@ -208,7 +208,12 @@ def validate(config: TrainConfig, *, resuming: bool = False) -> None:
     if config.mode == "continue" and not config.checkpoint:
         raise ValueError("continued training needs --checkpoint (a file to start from)")
     if config.mode == "continue" and not resuming and not Path(config.checkpoint).is_file():
-        raise FileNotFoundError(f"checkpoint {config.checkpoint!r} does not exist")
+        problem = "is a directory, not a file" if Path(config.checkpoint).is_dir() else (
+            "does not exist")
+        raise FileNotFoundError(f"checkpoint {config.checkpoint!r} {problem}")
+    if config.layout is not None and config.layout not in releases.official_layouts():
+        raise ValueError(f"unknown checkpoint layout {config.layout!r}; expected one of "
+                         f"{list(releases.official_layouts())} (docs/checkpoints.md)")
     _check_int("epochs", config.epochs, low=0)
     _check_int("batch_size", config.batch_size, low=1)
     _check_int("workers", config.workers, low=0)

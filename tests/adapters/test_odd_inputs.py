@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 
 from adapters.continue_train import EXIT_BAD_INPUT, main
-from tests.adapters.train_helpers import one_thread  # noqa: F401
+from adapters.train import train
+from tests.adapters.train_helpers import one_thread, tiny_config  # noqa: F401
 
 TINY = ["--backbone", "small_cnn", "--dataset", "fake", "--batch-size", "8", "--max-steps", "1",
         "--no-progress"]
@@ -29,3 +30,29 @@ def test_bad_pretrain_options_are_named(args, message, tmp_path, capsys):
     assert message in capsys.readouterr().err
     assert not out.exists()
 
+
+@pytest.fixture(scope="module")
+def run_checkpoint(tmp_path_factory):
+    out = tmp_path_factory.mktemp("base") / "run"
+    return train(tiny_config(out, max_steps=1)).checkpoint
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--layout", "nope"], "unknown checkpoint layout 'nope'"),
+        # a layout names an official release; a run's own checkpoint used to ignore it
+        (["--layout", "vicreg_full"], "layout 'vicreg_full' does not apply"),
+        (["--checkpoint", "DIR"], "is a directory, not a file"),
+    ],
+)
+def test_bad_continue_options_are_named(args, message, run_checkpoint, tmp_path, capsys):
+    args = [str(tmp_path) if a == "DIR" else a for a in args]
+    if "--checkpoint" not in args:
+        args = ["--checkpoint", str(run_checkpoint), *args]
+    out = tmp_path / "run"
+    rc = main(["--out", str(out), "--dataset", "fake", "--batch-size", "8", "--max-steps", "1",
+               "--no-progress", *args], mode="continue")
+    assert rc == EXIT_BAD_INPUT
+    assert message in capsys.readouterr().err
+    assert not out.exists()
