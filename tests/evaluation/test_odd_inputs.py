@@ -147,3 +147,36 @@ def test_frozen_probe_leaves_the_trunk_in_its_mode():
     trunk.train()
     _probe(trunk=trunk)
     assert trunk.training
+
+
+# ------------------------------------------------------------------ python -m evaluation
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--temperature", "nan"], "--temperature must be a finite number > 0, got nan"),
+        (["--probe-lr", "inf"], "--probe-lr must be a finite number > 0, got inf"),
+        (["--head-lr", "-0.1"], "--head-lr must be a finite number > 0"),
+        (["--val-fraction", "1.5"], "--val-fraction must be in (0, 1), got 1.5"),
+        (["--out", "FILE"], "is a file, not a directory"),
+        (["--out", "FILE/report"], "is a file, not a directory"),
+    ],
+)
+def test_cli_settings_are_checked_before_any_feature_is_extracted(flags, message, tmp_path,
+                                                                   capsys):
+    # these failed only when a protocol reached them, after the features were extracted
+    # (or, for --out, as a NotADirectoryError traceback)
+    from evaluation.__main__ import main
+
+    afile = tmp_path / "afile"
+    afile.write_text("")
+    flags = [f.replace("FILE", str(afile)) for f in flags]
+    argv = ["--checkpoint", str(tmp_path / "never-read.pt"), "--dataset", "digits",
+            "--protocols", "knn,linear", "--out", str(tmp_path / "report"), *flags]
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert not (tmp_path / "report").exists()
