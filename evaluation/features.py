@@ -13,6 +13,8 @@ import hashlib
 import json
 import os
 import tempfile
+import warnings
+import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -305,10 +307,12 @@ def cached_features(
     """:func:`extract_features`, stored as ``cache_dir/<key>.npz`` and reused when present.
 
     The file is written to a temporary name and renamed, so an interrupted run never leaves
-    a truncated cache entry behind. When the extraction is distributed (under torchrun, see
-    :func:`extract_features`), the first process alone writes the file, and it is reused only
-    if every process sees it (so processes without a shared file system all extract, rather
-    than some waiting in a collective the others skip).
+    a truncated cache entry behind; an entry that cannot be read all the same (damaged on
+    disk, copied in part) is extracted again and replaced, with a warning. When the
+    extraction is distributed (under torchrun, see :func:`extract_features`), the first
+    process alone writes the file, and it is reused only if every process can read it (so
+    processes without a shared file system all extract, rather than some waiting in a
+    collective the others skip).
     """
     import torch.distributed as dist
 
@@ -318,12 +322,12 @@ def cached_features(
     writer = not distributed or dist.get_rank() == 0
     cache = Path(cache_dir)
     target = cache / f"{key}.npz"
-    found = target.is_file()
+    stored = _read_cache(target)
+    found = stored is not None
     if distributed:
         found = _on_every_process(found)
     if found:
-        with np.load(target) as stored:
-            return stored["features"], stored["labels"]
+        return stored
     feats, labels = extract_features(model, dataset, **extract_options)
     if not writer:
         return feats, labels
@@ -337,3 +341,16 @@ def cached_features(
         Path(tmp).unlink(missing_ok=True)
         raise
     return feats, labels
+
+
+def _read_cache(path: Path) -> tuple[np.ndarray, np.ndarray] | None:
+    """The features and labels stored at ``path``; None when absent or unreadable (warned)."""
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path) as stored:
+            return stored["features"], stored["labels"]
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as err:
+        warnings.warn(f"feature cache entry {path} is unreadable ({err}); extracting the "
+                      "features again", RuntimeWarning, stacklevel=3)
+        return None

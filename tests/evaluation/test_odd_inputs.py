@@ -180,3 +180,33 @@ def test_cli_settings_are_checked_before_any_feature_is_extracted(flags, message
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
     assert not (tmp_path / "report").exists()
+
+
+# ---------------------------------------------------------------------- feature cache
+
+
+@pytest.mark.parametrize("damage", ["truncated", "empty", "other arrays"])
+def test_an_unreadable_cache_entry_is_extracted_again(damage, tmp_path):
+    # such an entry used to stop every later run with a BadZipFile / EOFError / KeyError
+    import torch
+    from torch.utils.data import TensorDataset
+
+    from evaluation.features import cached_features
+
+    x = torch.randn(10, 3, generator=torch.Generator().manual_seed(0))
+    data = TensorDataset(x, torch.arange(10))
+    entry = tmp_path / "key.npz"
+    np.savez(entry, features=np.zeros((10, 3)), labels=np.zeros(10))
+    if damage == "truncated":
+        entry.write_bytes(entry.read_bytes()[:200])
+    elif damage == "empty":
+        entry.write_bytes(b"")
+    else:
+        np.savez(entry, other=np.ones(3))
+    with pytest.warns(RuntimeWarning, match="unreadable"):
+        feats, labels = cached_features(torch.nn.Identity(), data, cache_dir=tmp_path,
+                                        key="key", progress=False, device="cpu")
+    np.testing.assert_allclose(feats, x.numpy())
+    np.testing.assert_array_equal(labels, np.arange(10))
+    with np.load(entry) as stored:  # replaced by the fresh extraction
+        np.testing.assert_allclose(stored["features"], x.numpy())
