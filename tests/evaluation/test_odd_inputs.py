@@ -210,3 +210,15 @@ def test_an_unreadable_cache_entry_is_extracted_again(damage, tmp_path):
     np.testing.assert_array_equal(labels, np.arange(10))
     with np.load(entry) as stored:  # replaced by the fresh extraction
         np.testing.assert_allclose(stored["features"], x.numpy())
+
+
+# ------------------------------------------------------------------------- subsets
+
+
+@pytest.mark.parametrize("indices", [np.arange(40) % 2 == 0, np.arange(20) + 0.5])
+def test_validation_split_refuses_non_integer_indices(indices):
+    # a mask became positions 0/1 ("duplicates"), float positions were silently truncated
+    from evaluation.subsets import validation_split
+
+    with pytest.raises(TypeError, match="indices must be integer positions"):
+        validation_split(np.arange(40) % 2, indices)
