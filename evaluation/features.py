@@ -117,6 +117,23 @@ def extract_features(
     return feats.numpy(), labels.reshape(-1).numpy()
 
 
+def _batch_labels(target: Any, n: int) -> Any:
+    """A batch's labels as int64 class indices, one per image; non-integer values (which a
+    cast would truncate, 0.5 -> 0) and a count other than ``n`` are errors."""
+    import torch
+
+    target = torch.as_tensor(target).reshape(-1)
+    integral = not target.is_complex() and (
+        not target.is_floating_point() or bool((target == target.round()).all()))
+    if not integral:
+        raise ValueError(f"the data set's labels must be integer class indices, got "
+                         f"{target.dtype} values such as {target[:3].tolist()}")
+    if target.numel() != n:
+        raise ValueError(f"the data set gives {target.numel()} labels for a batch of {n} "
+                         "images; expected one class index per image")
+    return target.to(torch.int64)
+
+
 def _forward(model: Any, loader: Any, device: str, amp: str, *, progress: bool,
              desc: str) -> tuple[Any, Any]:
     """Float32 CPU features (n, F) and int64 labels (n,) of every batch of ``loader``."""
@@ -137,7 +154,7 @@ def _forward(model: Any, loader: Any, device: str, amp: str, *, progress: bool,
                         f"the model must return (batch, features), got shape {tuple(out.shape)}"
                     )
                 feats.append(out.float().cpu())
-                labels.append(torch.as_tensor(target, dtype=torch.int64).reshape(-1))
+                labels.append(_batch_labels(target, out.shape[0]))
     finally:
         model.train(was_training)
     if not feats:  # an empty shard

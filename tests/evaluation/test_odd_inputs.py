@@ -222,3 +222,32 @@ def test_validation_split_refuses_non_integer_indices(indices):
 
     with pytest.raises(TypeError, match="indices must be integer positions"):
         validation_split(np.arange(40) % 2, indices)
+
+
+@pytest.mark.parametrize(
+    "labels, message",
+    [
+        ([0.5, 1.5] * 5, "labels must be integer class indices"),  # used to become 0, 1
+        ([[0, 1]] * 10, "gives 8 labels for a batch of 4 images"),  # used to be 20 labels
+    ],
+)
+def test_extracted_labels_are_class_indices_one_per_image(labels, message):
+    import torch
+    from torch.utils.data import TensorDataset
+
+    from evaluation.features import extract_features
+
+    data = TensorDataset(torch.randn(10, 3), torch.tensor(labels))
+    with pytest.raises(ValueError, match=message):
+        extract_features(torch.nn.Identity(), data, batch_size=4, progress=False, device="cpu")
+
+
+def test_integer_valued_float_labels_are_kept():
+    import torch
+    from torch.utils.data import TensorDataset
+
+    from evaluation.features import extract_features
+
+    data = TensorDataset(torch.randn(6, 3), torch.tensor([0.0, 2.0, 1.0] * 2))
+    labels = extract_features(torch.nn.Identity(), data, progress=False, device="cpu")[1]
+    assert labels.tolist() == [0, 2, 1, 0, 2, 1] and labels.dtype == np.int64
