@@ -199,6 +199,14 @@ def validate(config: TrainConfig, *, resuming: bool = False) -> None:
         given = sorted(k for k, v in e2mc_only.items() if v is not None)
         if given:
             raise ValueError(f"options {given} apply to --criterion e2mc only")
+    flagged = _criterion_flags(config)
+    if config.criterion == "none" and (flagged or config.criterion_options):
+        raise ValueError(f"criterion options {sorted({*flagged, *config.criterion_options})} "
+                         "need a --criterion: the 'none' control adds no criterion")
+    twice = sorted(set(flagged) & set(config.criterion_options))
+    if twice:
+        raise ValueError(f"criterion option(s) {twice} given both by their own flag and by "
+                         "--criterion-option; give each once")
     if config.backbone is not None and config.backbone not in BACKBONES:
         raise ValueError(
             f"unknown backbone {config.backbone!r}; expected one of {sorted(BACKBONES)}"
@@ -255,16 +263,10 @@ def build_criterion(config: TrainConfig) -> nn.Module | None:
     if config.criterion == "none":
         return None
     cls = CRITERIA[config.criterion]
-    options = dict(config.criterion_options)
-    if config.criterion == "e2mc":
-        given = {"transform": config.transform, "ent_coeff": config.ent_coeff,
-                 "cov_coeff": config.cov_coeff}
-        options.update(METHODS[config.method].reference_settings(), m=config.m,
-                       **{k: v for k, v in given.items() if v is not None})
-        if config.eps is not None:
-            options["eps"] = config.eps
-    elif config.cov_coeff is not None:
-        options["cov_coeff"] = config.cov_coeff
+    # the method's reference settings, then --criterion-option, then the dedicated flags
+    options = METHODS[config.method].reference_settings() if config.criterion == "e2mc" else {}
+    options.update(config.criterion_options)
+    options.update(_criterion_flags(config))
     accepted = inspect.signature(cls).parameters
     unknown = sorted(set(options) - set(accepted))
     if unknown:
@@ -273,6 +275,13 @@ def build_criterion(config: TrainConfig) -> nn.Module | None:
             f"it takes {sorted(accepted)}"
         )
     return cls(**options)
+
+
+def _criterion_flags(config: TrainConfig) -> dict[str, Any]:
+    """The criterion settings given by their own flags (--ent-coeff, ...), by option name."""
+    flags = {"transform": config.transform, "ent_coeff": config.ent_coeff,
+             "cov_coeff": config.cov_coeff, "m": config.m, "eps": config.eps}
+    return {k: v for k, v in flags.items() if v is not None}
 
 
 def build_optimizer(

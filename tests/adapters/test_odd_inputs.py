@@ -56,3 +56,37 @@ def test_bad_continue_options_are_named(args, message, run_checkpoint, tmp_path,
     assert rc == EXIT_BAD_INPUT
     assert message in capsys.readouterr().err
     assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    "options, expected",
+    [
+        # --criterion-option values used to be overwritten by the method's reference settings
+        ({"ent_coeff": 5.0, "transform": "gaussian_cdf"},
+         {"ent_coeff": 5.0, "transform": "gaussian_cdf", "cov_coeff": 1.0, "m": None}),
+        ({"m": 3}, {"ent_coeff": 10.0, "transform": "sigmoid", "m": 3}),
+    ],
+)
+def test_criterion_options_are_used(options, expected, tmp_path):
+    from adapters.train import build_criterion
+
+    # VICReg's reference: sigmoid, ent_coeff 10, cov_coeff 1 (docs/method.md)
+    criterion = build_criterion(tiny_config(tmp_path, criterion="e2mc",
+                                            criterion_options=options))
+    assert {k: getattr(criterion, k) for k in expected} == expected
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--criterion", "e2mc", "--batch-size", "16", "--ent-coeff", "3",
+          "--criterion-option", "ent_coeff=5"], "['ent_coeff'] given both by their own flag"),
+        (["--cov-coeff", "1"], "['cov_coeff'] need a --criterion"),
+        (["--criterion-option", "gamma=2"], "['gamma'] need a --criterion"),
+    ],
+)
+def test_criterion_settings_that_would_be_ignored_are_errors(args, message, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["--out", str(out), *TINY, *args], mode="pretrain") == EXIT_BAD_INPUT
+    assert message in capsys.readouterr().err
+    assert not out.exists()
