@@ -81,6 +81,9 @@ def load_model(
         # functions into their optimizer state; they are read as inert placeholders, never run
         obj, name = checkpoints.load_checkpoint(file, stand_ins=True), os.fspath(file)
     if isinstance(obj, Mapping) and obj.get("format") == CHECKPOINT_FORMAT:
+        if layout is not None:
+            raise ValueError(f"{name} is a checkpoint of adapters.train, not an official "
+                             f"release: layout {layout!r} does not apply (leave it out)")
         return _from_project_checkpoint(obj, name, method, arch, head_options)
     if method is None:
         raise ValueError(f"{name} is not a checkpoint of adapters.train: say which method's "

@@ -46,7 +46,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from adapters import checkpoints, data
+from adapters import checkpoints, data, releases
 from adapters.backbones import BACKBONES, build_backbone
 from adapters.methods import METHODS
 from adapters.models import CHECKPOINT_FORMAT, LoadedModel, SSLModel, load_model
@@ -199,6 +199,14 @@ def validate(config: TrainConfig, *, resuming: bool = False) -> None:
         given = sorted(k for k, v in e2mc_only.items() if v is not None)
         if given:
             raise ValueError(f"options {given} apply to --criterion e2mc only")
+    flagged = _criterion_flags(config)
+    if config.criterion == "none" and (flagged or config.criterion_options):
+        raise ValueError(f"criterion options {sorted({*flagged, *config.criterion_options})} "
+                         "need a --criterion: the 'none' control adds no criterion")
+    twice = sorted(set(flagged) & set(config.criterion_options))
+    if twice:
+        raise ValueError(f"criterion option(s) {twice} given both by their own flag and by "
+                         "--criterion-option; give each once")
     if config.backbone is not None and config.backbone not in BACKBONES:
         raise ValueError(
             f"unknown backbone {config.backbone!r}; expected one of {sorted(BACKBONES)}"
@@ -208,7 +216,12 @@ def validate(config: TrainConfig, *, resuming: bool = False) -> None:
     if config.mode == "continue" and not config.checkpoint:
         raise ValueError("continued training needs --checkpoint (a file to start from)")
     if config.mode == "continue" and not resuming and not Path(config.checkpoint).is_file():
-        raise FileNotFoundError(f"checkpoint {config.checkpoint!r} does not exist")
+        problem = "is a directory, not a file" if Path(config.checkpoint).is_dir() else (
+            "does not exist")
+        raise FileNotFoundError(f"checkpoint {config.checkpoint!r} {problem}")
+    if config.layout is not None and config.layout not in releases.official_layouts():
+        raise ValueError(f"unknown checkpoint layout {config.layout!r}; expected one of "
+                         f"{list(releases.official_layouts())} (docs/checkpoints.md)")
     _check_int("epochs", config.epochs, low=0)
     _check_int("batch_size", config.batch_size, low=1)
     _check_int("workers", config.workers, low=0)
@@ -231,7 +244,7 @@ def validate(config: TrainConfig, *, resuming: bool = False) -> None:
     if config.lr is not None and config.lr == 0:
         raise ValueError("lr must be > 0")
     METHODS[config.method].head_options(config.head_options)
-    data.dataset_info(config.dataset)
+    _views(config)
     if config.tensorboard and importlib.util.find_spec("tensorboard") is None:
         raise ValueError("--tensorboard needs the tensorboard package, which is not installed")
 
@@ -250,16 +263,10 @@ def build_criterion(config: TrainConfig) -> nn.Module | None:
     if config.criterion == "none":
         return None
     cls = CRITERIA[config.criterion]
-    options = dict(config.criterion_options)
-    if config.criterion == "e2mc":
-        given = {"transform": config.transform, "ent_coeff": config.ent_coeff,
-                 "cov_coeff": config.cov_coeff}
-        options.update(METHODS[config.method].reference_settings(), m=config.m,
-                       **{k: v for k, v in given.items() if v is not None})
-        if config.eps is not None:
-            options["eps"] = config.eps
-    elif config.cov_coeff is not None:
-        options["cov_coeff"] = config.cov_coeff
+    # the method's reference settings, then --criterion-option, then the dedicated flags
+    options = METHODS[config.method].reference_settings() if config.criterion == "e2mc" else {}
+    options.update(config.criterion_options)
+    options.update(_criterion_flags(config))
     accepted = inspect.signature(cls).parameters
     unknown = sorted(set(options) - set(accepted))
     if unknown:
@@ -268,6 +275,13 @@ def build_criterion(config: TrainConfig) -> nn.Module | None:
             f"it takes {sorted(accepted)}"
         )
     return cls(**options)
+
+
+def _criterion_flags(config: TrainConfig) -> dict[str, Any]:
+    """The criterion settings given by their own flags (--ent-coeff, ...), by option name."""
+    flags = {"transform": config.transform, "ent_coeff": config.ent_coeff,
+             "cov_coeff": config.cov_coeff, "m": config.m, "eps": config.eps}
+    return {k: v for k, v in flags.items() if v is not None}
 
 
 def build_optimizer(
@@ -299,7 +313,10 @@ def resolve_device(name: str | None, *, world: int, local_rank: int) -> torch.de
     """
     if name is None:
         name = "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ValueError(f"--device {name!r} is not a device; give cpu, cuda or cuda:N") from None
     if device.index is not None and world > 1:
         raise ValueError(f"--device {name} would put every torchrun process on one device; give "
                          f"the type only (--device {device.type}: each process then uses the "
@@ -805,9 +822,7 @@ def train(config: TrainConfig, *, resume: str | None = None) -> TrainResult:
 
 def _training_data(config: TrainConfig, process: Process) -> tuple[data.DatasetInfo, SeededViews]:
     """The training images with the method's views, each sample seeded by (seed, epoch, i)."""
-    info = data.dataset_info(config.dataset)
-    views = data.ssl_views(config.method, info, **{
-        **METHODS[config.method].defaults.view_options, **config.view_options})
+    info, views = _views(config)
     dataset = data.load_dataset(config.dataset, config.data_root, train=True, transform=views)
     global_batch = config.batch_size * process.world
     if len(dataset) < global_batch:
@@ -816,6 +831,14 @@ def _training_data(config: TrainConfig, process: Process) -> tuple[data.DatasetI
             f"global batch of {global_batch}"
         )
     return info, SeededViews(dataset, config.seed)
+
+
+def _views(config: TrainConfig) -> tuple[data.DatasetInfo, data.MultiView]:
+    """The data set's description and the method's views with the run's view options (their
+    names and values checked)."""
+    info = data.dataset_info(config.dataset)
+    return info, data.ssl_views(config.method, info, **{
+        **METHODS[config.method].defaults.view_options, **config.view_options})
 
 
 def _start_state(

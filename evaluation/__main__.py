@@ -20,6 +20,7 @@ each process's share.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 from collections.abc import Sequence
@@ -167,6 +168,15 @@ def shared_options(args: argparse.Namespace) -> dict[str, Any]:
     for flag in ("max_train", "max_test"):
         if getattr(args, flag) is not None and getattr(args, flag) < 1:
             raise ValueError(f"--{flag.replace('_', '-')} must be >= 1, got {getattr(args, flag)}")
+    # checked here, not when a protocol reaches them after the features are extracted
+    for flag in ("temperature", "probe_lr", "trunk_lr", "head_lr"):
+        if not (math.isfinite(getattr(args, flag)) and getattr(args, flag) > 0):
+            raise ValueError(
+                f"--{flag.replace('_', '-')} must be a finite number > 0, got {getattr(args, flag)}"
+            )
+    if not 0 < args.val_fraction < 1:
+        raise ValueError(f"--val-fraction must be in (0, 1), got {args.val_fraction}")
+    _check_out(Path(args.out))
     return {
         "fractions": tuple(parse_fractions(args.fractions)),
         "seeds": tuple(range(args.seeds)),
@@ -177,6 +187,13 @@ def shared_options(args: argparse.Namespace) -> dict[str, Any]:
             "finetune_epochs", "trunk_lr", "head_lr", "batch_size", "transfer_dataset",
             "transfer_root", "max_train", "max_test")},
     }
+
+
+def _check_out(out: Path) -> None:
+    """``--out`` must be a directory or creatable as one (no file on its path)."""
+    existing = next(p for p in (out, *out.parents) if p.exists())
+    if not existing.is_dir():
+        raise ValueError(f"--out {out}: {existing} is a file, not a directory")
 
 
 def _names(args: argparse.Namespace) -> list[str]:
@@ -336,7 +353,8 @@ def _evaluate(
     """Run every protocol on every model, saving the report as each finishes; the status.
 
     Every process runs the protocols (their feature extraction is shared out among them);
-    the first alone writes. A ValueError on any process stops all of them with status 1.
+    the first alone writes. A ValueError (bad input) or FloatingPointError (a classifier's
+    training diverged) on any process stops all of them with status 1.
     """
     first = _rank() == 0
     results: dict[str, dict[str, Any]] = {name: {} for name in models}
@@ -363,7 +381,7 @@ def _evaluate(
                            **data.meta}
             if first:
                 save([f"{n} {p}" for n, p in todo[i + 1 :]])
-        except ValueError as err:
+        except (ValueError, FloatingPointError) as err:
             error = str(err)
         if _failed(error):
             return 1

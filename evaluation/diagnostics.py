@@ -24,6 +24,7 @@ import numpy as np
 
 from evaluation.figures import png_figure
 from evaluation.inputs import as_features, check_same_width
+from evaluation.knn import l2_normalize
 
 
 def singular_values(features: Any) -> np.ndarray:
@@ -51,10 +52,6 @@ def rankme(features: Any, *, eps: float = 1e-7) -> float:
     return float(np.exp(-np.sum(p * np.log(p))))
 
 
-def _normalize(x: np.ndarray) -> np.ndarray:
-    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
-
-
 def alignment(view1: Any, view2: Any, *, alpha: float = 2.0, normalize: bool = True) -> float:
     """Alignment mean_i ‖f(x_i) - f(x_i')‖_2^alpha of positive pairs (Wang & Isola 2020).
 
@@ -74,7 +71,7 @@ def alignment(view1: Any, view2: Any, *, alpha: float = 2.0, normalize: bool = T
             "the two views of sample i"
         )
     if normalize:
-        a, b = _normalize(a), _normalize(b)
+        a, b = l2_normalize(a, dtype=np.float64), l2_normalize(b, dtype=np.float64)
     return float(np.mean(np.sum((a - b) ** 2, axis=1) ** (alpha / 2)))
 
 
@@ -101,7 +98,7 @@ def uniformity(
     if x.shape[0] > max_samples:
         x = x[np.random.default_rng(seed).choice(x.shape[0], max_samples, replace=False)]
     if normalize:
-        x = _normalize(x)
+        x = l2_normalize(x, dtype=np.float64)
     sq = pdist(x, "sqeuclidean")
     return float(logsumexp(-t * sq) - np.log(sq.size))
 
@@ -109,7 +106,9 @@ def uniformity(
 def offdiag_covariance_energy(features: Any) -> float:
     """Sum of squared off-diagonal sample covariances divided by D (VICReg's penalty).
 
-    C = (Z - mean)^T (Z - mean) / (N - 1);  energy = sum_{i != j} C_ij^2 / D.
+    C = (Z - mean)^T (Z - mean) / (N - 1);  energy = sum_{i != j} C_ij^2 / D. The off-diagonal
+    entries are summed directly: subtracting the diagonal's squares from the whole sum would
+    lose them when one unit's variance dominates (a unit at scale 1e9 next to units at 1).
 
     Examples
     --------
@@ -120,7 +119,14 @@ def offdiag_covariance_energy(features: Any) -> float:
     if x.shape[0] < 2:
         raise ValueError("the covariance needs at least 2 samples")
     c = np.cov(x, rowvar=False).reshape(x.shape[1], x.shape[1])
-    return float((np.sum(c**2) - np.sum(np.diag(c) ** 2)) / x.shape[1])
+    off = c[~np.eye(x.shape[1], dtype=bool)]
+    energy = float(np.sum(off**2) / x.shape[1])
+    if not np.isfinite(energy):
+        raise ValueError(
+            "the covariance energy of these features exceeds float64's range "
+            f"(largest |feature| {np.max(np.abs(x)):.3g}); rescale the features"
+        )
+    return energy
 
 
 def marginal_entropy_profile(

@@ -13,6 +13,8 @@ import hashlib
 import json
 import os
 import tempfile
+import warnings
+import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -115,6 +117,23 @@ def extract_features(
     return feats.numpy(), labels.reshape(-1).numpy()
 
 
+def _batch_labels(target: Any, n: int) -> Any:
+    """A batch's labels as int64 class indices, one per image; non-integer values (which a
+    cast would truncate, 0.5 -> 0) and a count other than ``n`` are errors."""
+    import torch
+
+    target = torch.as_tensor(target).reshape(-1)
+    integral = not target.is_complex() and (
+        not target.is_floating_point() or bool((target == target.round()).all()))
+    if not integral:
+        raise ValueError(f"the data set's labels must be integer class indices, got "
+                         f"{target.dtype} values such as {target[:3].tolist()}")
+    if target.numel() != n:
+        raise ValueError(f"the data set gives {target.numel()} labels for a batch of {n} "
+                         "images; expected one class index per image")
+    return target.to(torch.int64)
+
+
 def _forward(model: Any, loader: Any, device: str, amp: str, *, progress: bool,
              desc: str) -> tuple[Any, Any]:
     """Float32 CPU features (n, F) and int64 labels (n,) of every batch of ``loader``."""
@@ -135,7 +154,7 @@ def _forward(model: Any, loader: Any, device: str, amp: str, *, progress: bool,
                         f"the model must return (batch, features), got shape {tuple(out.shape)}"
                     )
                 feats.append(out.float().cpu())
-                labels.append(torch.as_tensor(target, dtype=torch.int64).reshape(-1))
+                labels.append(_batch_labels(target, out.shape[0]))
     finally:
         model.train(was_training)
     if not feats:  # an empty shard
@@ -305,10 +324,12 @@ def cached_features(
     """:func:`extract_features`, stored as ``cache_dir/<key>.npz`` and reused when present.
 
     The file is written to a temporary name and renamed, so an interrupted run never leaves
-    a truncated cache entry behind. When the extraction is distributed (under torchrun, see
-    :func:`extract_features`), the first process alone writes the file, and it is reused only
-    if every process sees it (so processes without a shared file system all extract, rather
-    than some waiting in a collective the others skip).
+    a truncated cache entry behind; an entry that cannot be read all the same (damaged on
+    disk, copied in part) is extracted again and replaced, with a warning. When the
+    extraction is distributed (under torchrun, see :func:`extract_features`), the first
+    process alone writes the file, and it is reused only if every process can read it (so
+    processes without a shared file system all extract, rather than some waiting in a
+    collective the others skip).
     """
     import torch.distributed as dist
 
@@ -318,12 +339,12 @@ def cached_features(
     writer = not distributed or dist.get_rank() == 0
     cache = Path(cache_dir)
     target = cache / f"{key}.npz"
-    found = target.is_file()
+    stored = _read_cache(target)
+    found = stored is not None
     if distributed:
         found = _on_every_process(found)
     if found:
-        with np.load(target) as stored:
-            return stored["features"], stored["labels"]
+        return stored
     feats, labels = extract_features(model, dataset, **extract_options)
     if not writer:
         return feats, labels
@@ -337,3 +358,16 @@ def cached_features(
         Path(tmp).unlink(missing_ok=True)
         raise
     return feats, labels
+
+
+def _read_cache(path: Path) -> tuple[np.ndarray, np.ndarray] | None:
+    """The features and labels stored at ``path``; None when absent or unreadable (warned)."""
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path) as stored:
+            return stored["features"], stored["labels"]
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as err:
+        warnings.warn(f"feature cache entry {path} is unreadable ({err}); extracting the "
+                      "features again", RuntimeWarning, stacklevel=3)
+        return None

@@ -64,8 +64,6 @@ def finetune(
     >>> res.top1 > 0.8
     True
     """
-    if trunk_lr <= 0 or head_lr <= 0:
-        raise ValueError(f"learning rates must be > 0, got trunk {trunk_lr}, head {head_lr}")
     return train_classifier(
         backbone,
         train_set,

@@ -71,11 +71,12 @@ class KNNResult:
     predictions: np.ndarray
 
 
-def l2_normalize(x: np.ndarray) -> np.ndarray:
-    """Rows divided by their Euclidean norm (all-zero rows stay zero), as float32.
+def l2_normalize(x: np.ndarray, *, dtype: Any = np.float32) -> np.ndarray:
+    """Rows divided by their Euclidean norm (all-zero rows stay zero), as ``dtype``.
 
     Each row is first divided by its largest absolute value, so the sum of squares neither
-    overflows (rows at 1e20 in float32, or beyond float32's range in float64) nor underflows.
+    overflows (rows at 1e20 in float32, or beyond float32's range in float64) nor underflows
+    (rows at 1e-200). The work is done in float64 for float64 input, whatever ``dtype``.
 
     Examples
     --------
@@ -87,7 +88,7 @@ def l2_normalize(x: np.ndarray) -> np.ndarray:
     peak = np.max(np.abs(x), axis=1, keepdims=True)
     x = x / np.where(peak > 0, peak, 1)
     norms = np.sqrt(np.einsum("ij,ij->i", x, x))[:, None]
-    return np.ascontiguousarray(x / np.where(norms > 0, norms, 1), dtype=np.float32)
+    return np.ascontiguousarray(x / np.where(norms > 0, norms, 1), dtype=dtype)
 
 
 def knn_neighbors(

@@ -10,7 +10,7 @@ import numpy as np
 
 from evaluation.figures import class_colors, class_legend, png_figure
 from evaluation.inputs import as_features, as_labels
-from evaluation.knn import knn_neighbors
+from evaluation.knn import knn_neighbors, l2_normalize
 
 
 def fisher_ratio(features: Any, labels: Any) -> float:
@@ -18,7 +18,10 @@ def fisher_ratio(features: Any, labels: Any) -> float:
 
     S_B = sum_c n_c (mu_c - mu)(mu_c - mu)^T and S_W = sum_c sum_{i in c} (x_i - mu_c)(x_i - mu_c)^T
     (Fisher 1936; the trace form of Fukunaga 1990, ch. 10). Only the traces are needed:
-    tr(S_B) = sum_c n_c ‖mu_c - mu‖^2, tr(S_W) = sum_i ‖x_i - mu_{y_i}‖^2.
+    tr(S_B) = sum_c n_c ‖mu_c - mu‖^2, tr(S_W) = sum_i ‖x_i - mu_{y_i}‖^2. The ratio does not
+    depend on the features' scale; they are first divided by the power of two just above
+    their largest absolute value (an exact scaling), so the squares neither overflow (1e200)
+    nor underflow (1e-200).
 
     Examples
     --------
@@ -27,6 +30,7 @@ def fisher_ratio(features: Any, labels: Any) -> float:
     """
     x = as_features(features, dtype=np.float64)
     y = as_labels(labels, x.shape[0])
+    x = np.ldexp(x, -np.frexp(np.max(np.abs(x)))[1])  # a power of two: exact, |x| < 1
     classes, inverse = np.unique(y, return_inverse=True)
     if classes.size < 2:
         raise ValueError("the Fisher ratio needs at least two classes")
@@ -48,7 +52,8 @@ def silhouette(
 
     s_i = (b_i - a_i) / max(a_i, b_i), a_i the mean distance to its own class, b_i to the
     nearest other class. Above ``max_samples`` points a seeded random sample is used (the
-    computation is quadratic).
+    computation is quadratic). The rows are L2-normalised first (cosine distances do not
+    change), so features at any finite scale give the same value.
 
     Examples
     --------
@@ -62,6 +67,7 @@ def silhouette(
     if np.unique(y).size < 2 or np.unique(y).size >= x.shape[0]:
         raise ValueError("the silhouette needs 2 <= number of classes < number of samples")
     sample = None if x.shape[0] <= max_samples else max_samples
+    x = l2_normalize(x, dtype=np.float64)
     return float(silhouette_score(x, y, metric="cosine", sample_size=sample, random_state=seed))
 
 
@@ -73,7 +79,7 @@ def knn_purity(features: Any, labels: Any, *, k: int = 20, backend: str = "auto"
     >>> knn_purity([[1, 0], [1, 0.1], [0, 1], [0.1, 1]], [0, 0, 1, 1], k=1, backend="brute")
     1.0
     """
-    x = as_features(features)
+    x = as_features(features, dtype=None)  # knn_neighbors normalises at any scale
     y = as_labels(labels, x.shape[0])
     if not 1 <= k < x.shape[0]:
         raise ValueError(f"k must be in [1, n - 1] = [1, {x.shape[0] - 1}], got {k}")
@@ -93,8 +99,7 @@ def embed_2d(features: Any, *, method: str = "pca", seed: int = 0) -> np.ndarray
     from sklearn.decomposition import PCA
     from sklearn.manifold import TSNE
 
-    x = as_features(features, dtype=np.float64)
-    x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    x = l2_normalize(as_features(features, dtype=np.float64), dtype=np.float64)
     if method == "pca":
         return PCA(n_components=2, random_state=seed).fit_transform(x)
     if method == "tsne":

@@ -121,7 +121,12 @@ def validation_split(
     (16, 4, 0)
     """
     y_all = as_labels(labels, len(np.asarray(labels)), "labels")
-    idx = np.arange(y_all.size) if indices is None else np.asarray(indices, dtype=np.int64)
+    idx = np.arange(y_all.size) if indices is None else np.asarray(indices)
+    if idx.size and idx.dtype.kind not in "iu":
+        # a boolean mask would become positions 0 and 1, floats would be truncated
+        raise TypeError(f"indices must be integer positions, got dtype {idx.dtype}; for a "
+                        "boolean mask pass np.flatnonzero(mask)")
+    idx = idx.astype(np.int64)
     if idx.ndim != 1 or (idx.size and (idx.min() < 0 or idx.max() >= y_all.size)):
         raise ValueError(f"indices must be a 1-D array of positions in [0, {y_all.size})")
     if np.unique(idx).size != idx.size:

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from evaluation.accuracy import topk_accuracy
+from evaluation.inputs import positive_int
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,11 @@ def train_classifier(
     autocasts the forward passes; the loss is taken in float32, the weights stay float32, and
     fp16 gradients are scaled (``torch.amp.GradScaler``). Returns the test top-1 / top-5 of
     the epoch with the best validation top-1 (the earliest such epoch on ties).
+
+    Every label must be a class index in [0, num_classes). A loss or class score that is
+    not finite (a learning rate too large, NaN inputs) stops the run with a
+    FloatingPointError instead of scoring a diverged head. The trunk's train/eval mode and
+    ``requires_grad`` flags are restored on return.
     """
     import torch
     from torch import nn
@@ -63,10 +69,7 @@ def train_classifier(
 
     if amp not in AMP_MODES:
         raise ValueError(f"amp must be one of {AMP_MODES}, got {amp!r}")
-    if epochs < 1:
-        raise ValueError(f"epochs must be >= 1, got {epochs}")
-    if num_classes < 2:
-        raise ValueError(f"num_classes must be >= 2, got {num_classes}")
+    _check_settings(epochs, num_classes, head_lr, trunk_lr, batch_size, momentum, weight_decay)
     for name, data in (("train_set", train_set), ("val_set", val_set), ("test_set", test_set)):
         if len(data) == 0:
             raise ValueError(f"{name} is empty")
@@ -74,6 +77,7 @@ def train_classifier(
         device = "cuda" if torch.cuda.is_available() else "cpu"
     frozen = trunk_lr is None
     grad_flags = [p.requires_grad for p in trunk.parameters()]
+    was_training = trunk.training
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         trunk.to(device)
@@ -103,7 +107,9 @@ def train_classifier(
         for epoch in tqdm(range(epochs), desc="train", disable=not progress, leave=False):
             trunk.train(not frozen)
             head.train()
+            finite = torch.ones((), dtype=torch.bool, device=device)
             for images, target in loader:
+                _check_targets(target, num_classes, "train_set")
                 images = images.to(device, non_blocking=loader.pin_memory)
                 target = target.to(device, non_blocking=loader.pin_memory)
                 with autocast:
@@ -114,12 +120,19 @@ def train_classifier(
                         feats = trunk(images)
                     scores = head(feats)
                 loss = loss_fn(scores.float(), target)
+                finite &= torch.isfinite(loss)  # checked once per epoch: no per-step sync
                 opt.zero_grad(set_to_none=True)
                 scaler.scale(loss).backward()
                 scaler.step(opt)
                 scaler.update()
                 sched.step()
-            val_acc = _accuracy(trunk, head, val_loader, device, amp)[0]
+            if not bool(finite):
+                raise FloatingPointError(
+                    f"training diverged in epoch {epoch + 1}: the loss became NaN or infinite; "
+                    f"lower the learning rate (head {head_lr}, trunk {trunk_lr}) or check the "
+                    "training images for NaN/inf"
+                )
+            val_acc = _accuracy(trunk, head, val_loader, device, amp, "val_set")[0]
             val_curve.append(val_acc)
             if best is None or val_acc > max(val_curve[:-1]):
                 best_epoch = epoch + 1
@@ -130,10 +143,49 @@ def train_classifier(
         head.load_state_dict(best[0])
         if best[1] is not None:
             trunk.load_state_dict(best[1])
-        top1, top5 = _accuracy(trunk, head, data_loader(test_set, **loading), device, amp)
+        top1, top5 = _accuracy(trunk, head, data_loader(test_set, **loading), device, amp,
+                               "test_set")
     for p, flag in zip(trunk.parameters(), grad_flags, strict=True):
         p.requires_grad_(flag)
+    trunk.train(was_training)
     return ClassifierResult(top1=top1, top5=top5, best_epoch=best_epoch, val_top1=val_curve)
+
+
+def _check_settings(
+    epochs: Any, num_classes: Any, head_lr: Any, trunk_lr: Any, batch_size: Any,
+    momentum: Any, weight_decay: Any,
+) -> None:
+    """Refuse settings that would train nothing or train on NaN, naming the setting."""
+    if isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer)) or epochs < 1:
+        raise ValueError(f"epochs must be >= 1 (an integer), got {epochs!r}")
+    if positive_int(num_classes, "num_classes") < 2:
+        raise ValueError(f"num_classes must be >= 2, got {num_classes}")
+    positive_int(batch_size, "batch_size")
+    if not all(lr is None or _real(lr) and lr > 0 for lr in (head_lr, trunk_lr)):
+        raise ValueError(
+            f"learning rates must be > 0 and finite, got trunk {trunk_lr}, head {head_lr}"
+        )
+    for name, value in (("momentum", momentum), ("weight_decay", weight_decay)):
+        if not (_real(value) and value >= 0):
+            raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+
+
+def _real(value: Any) -> bool:
+    return (isinstance(value, (int, float, np.integer, np.floating))
+            and not isinstance(value, bool) and bool(np.isfinite(value)))
+
+
+def _check_targets(target: Any, num_classes: int, name: str) -> None:
+    """A batch's labels are class indices in [0, num_classes); checked on the CPU copy."""
+    target = np.asarray(target).reshape(-1)
+    if target.dtype.kind not in "iu":
+        raise TypeError(f"{name} labels must be integer class indices, got dtype {target.dtype}")
+    if target.size and (target.min() < 0 or target.max() >= num_classes):
+        bad = target[(target < 0) | (target >= num_classes)]
+        raise ValueError(
+            f"{name} has label {bad[0]} outside [0, num_classes={num_classes}); labels must be "
+            "class indices below num_classes"
+        )
 
 
 def _feature_dim(trunk: Any, data: Any, device: str) -> int:
@@ -151,8 +203,9 @@ def _feature_dim(trunk: Any, data: Any, device: str) -> int:
 
 
 def _accuracy(
-    trunk: Any, head: Any, loader: Any, device: str, amp: str = "off"
+    trunk: Any, head: Any, loader: Any, device: str, amp: str, name: str
 ) -> tuple[float, float]:
+    """Top-1 / top-5 of ``head(trunk(x))`` on ``loader``; non-finite scores are an error."""
     import torch
 
     from evaluation.features import autocast_context
@@ -162,7 +215,15 @@ def _accuracy(
     scores, labels = [], []
     with torch.no_grad(), autocast_context(device, amp):
         for images, target in loader:
+            _check_targets(target, head.out_features, name)
             images = images.to(device, non_blocking=loader.pin_memory)
             scores.append(head(trunk(images)).float().cpu().numpy())
             labels.append(np.asarray(target, dtype=np.int64).reshape(-1))
-    return topk_accuracy(np.concatenate(scores), np.concatenate(labels))
+    scores = np.concatenate(scores)
+    bad = np.flatnonzero(~np.isfinite(scores).all(axis=1))
+    if bad.size:
+        raise FloatingPointError(
+            f"the classifier gives NaN or infinite scores for {bad.size} of {len(scores)} "
+            f"{name} images (first: {bad[:5].tolist()}); check those images for NaN/inf"
+        )
+    return topk_accuracy(scores, np.concatenate(labels))

@@ -6,6 +6,7 @@ and how official weights map onto its heads. :mod:`adapters.train` runs all of t
 one loop.
 """
 
+import inspect
 from typing import Any
 
 from adapters.augment import DatasetInfo, MultiView
@@ -35,6 +36,11 @@ def ssl_views(method: str, info: DatasetInfo, **options: Any) -> MultiView:
     if method not in METHODS:
         raise ValueError(f"unknown SSL method {method!r} for views; expected one of "
                          f"{sorted(METHODS)}")
+    accepted = sorted(set(inspect.signature(METHODS[method].views).parameters) - {"info"})
+    unknown = sorted(set(options) - set(accepted))
+    if unknown:
+        raise ValueError(f"unknown view option(s) {unknown} for method {method!r}; it takes "
+                         f"{accepted}")
     return METHODS[method].views(info, **options)
 
 

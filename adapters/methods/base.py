@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -126,7 +127,12 @@ class MethodAdapter(nn.Module):
 
     @classmethod
     def head_options(cls, options: Mapping[str, Any] | None) -> dict[str, Any]:
-        """The method's head options with ``options`` applied; unknown names are an error."""
+        """The method's head options with ``options`` applied; unknown names are an error.
+
+        An option whose default is an integer or None (a size derived from the backbone) is
+        a size or count: it must be an integer >= 1 (>= 0 when the default is 0), or None
+        where the default is. Real-valued options are checked by the method's loss.
+        """
         merged = dict(cls.defaults.head_options)
         for key, value in (options or {}).items():
             if key not in merged:
@@ -134,6 +140,7 @@ class MethodAdapter(nn.Module):
                     f"unknown option {key!r} for method {cls.name!r}; "
                     f"expected one of {sorted(merged)}"
                 )
+            _check_count(cls.name, key, merged[key], value)
             merged[key] = value
         return merged
 
@@ -185,3 +192,20 @@ def load_exact(module: nn.Module, state: Mapping[str, torch.Tensor], what: str) 
             f"unexpected {sorted(given - expected)}"
         )
     module.load_state_dict(state, strict=True)
+
+
+def _check_count(method: str, key: str, default: Any, value: Any) -> None:
+    """Refuse a non-integer or too small value for a size / count head option."""
+    if not (default is None or _is_int(default)) or (value is None and default is None):
+        return
+    low = 0 if default == 0 else 1
+    if not _is_int(value) or value < low:
+        raise ValueError(
+            f"head option {key!r} of method {method!r} is a size or count: expected an integer "
+            f">= {low}{' (or None: derived from the backbone)' if default is None else ''}, "
+            f"got {value!r}"
+        )
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)

@@ -100,13 +100,7 @@ class SwAV(MethodAdapter):
             sinkhorn_iterations=opts["sinkhorn_iterations"],
         )
         self.freeze_prototypes_steps = int(opts["freeze_prototypes_steps"])
-        if self.freeze_prototypes_steps < 0:
-            raise ValueError(
-                f"freeze_prototypes_steps must be >= 0, got {self.freeze_prototypes_steps}"
-            )
         self.queue_length = int(opts["queue_length"])
-        if self.queue_length < 0:
-            raise ValueError(f"queue_length must be >= 0, got {self.queue_length}")
         self.queue: torch.Tensor | None
         self.register_buffer("queue", None, persistent=False)
         #: embeddings pushed into the queue so far, counted on the host: whether the queue is

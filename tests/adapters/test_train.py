@@ -146,7 +146,8 @@ def test_swav_prototypes_frozen_for_the_first_steps(tmp_path):
     heads.prototypes.weight.grad = torch.ones_like(heads.prototypes.weight)
     heads.after_backward(2)
     assert heads.prototypes.weight.grad is not None
-    with pytest.raises(ValueError, match="freeze_prototypes_steps must be >= 0"):
+    with pytest.raises(ValueError, match="'freeze_prototypes_steps' of method 'swav' is a size or "
+                       "count: expected an integer >= 0, got -1"):
         METHODS["swav"](256, freeze_prototypes_steps=-1)
 
     def prototypes(name, steps, freeze):
