@@ -36,3 +36,26 @@ def test_the_fifth_class_counts_for_top5_and_the_sixth_does_not():
                                                            pytest.approx(2 / 3))
     # the top-1 class only: the second best never counts for top-1
     assert topk_accuracy(scores, np.array([1, 1, 1]))[0] == 0.0
+
+
+def test_nan_scores_are_an_error_and_infinite_ones_rank():
+    scores = np.array([[0.0, 1.0, 2.0], [np.nan, 1.0, 0.0]])
+    with pytest.raises(ValueError, match="1 of 2 score rows hold NaN .first: row 1"):
+        topk_accuracy(scores, np.array([2, 0]))
+    # log-probabilities of impossible classes are -inf: they rank last, +inf ranks first
+    ranked = np.array([[-np.inf, 0.0, np.inf, -1.0, -2.0, -3.0]] * 2)
+    assert topk_accuracy(ranked, np.array([2, 0])) == (0.5, 0.5)
+
+
+@pytest.mark.parametrize(
+    "scores, labels, classes, message",
+    [
+        (np.zeros((4, 3)), np.zeros(5, dtype=int), None, "need .m, C. scores and m labels"),
+        (np.zeros(4), np.zeros(4, dtype=int), None, "need .m, C. scores and m labels"),
+        (np.zeros((4, 3)), np.zeros((4, 1), dtype=int), None, "need .m, C. scores and m labels"),
+        (np.zeros((4, 3)), np.zeros(4, dtype=int), np.arange(2), "names 2 columns, .* have 3"),
+    ],
+)
+def test_shapes_that_do_not_match_are_named(scores, labels, classes, message):
+    with pytest.raises(ValueError, match=message):
+        topk_accuracy(scores, labels, classes)
