@@ -82,14 +82,15 @@ def positive_real(value: Any, name: str) -> float:
     return float(value)
 
 
-def as_labels(y: Any, n: int, name: str = "labels") -> np.ndarray:
-    """Return ``y`` as an int64 vector of length ``n`` with non-negative class indices."""
+def as_labels(y: Any, n: int | None, name: str = "labels") -> np.ndarray:
+    """Return ``y`` as an int64 vector of non-negative class indices, of length ``n`` unless
+    ``n`` is None (labels that are not paired with features)."""
     if hasattr(y, "detach") and hasattr(y, "cpu"):
         y = y.detach().cpu().numpy()
     arr = np.asarray(y)
     if arr.ndim != 1:
         raise ValueError(f"{name} must be 1-D (one class index per sample), got shape {arr.shape}")
-    if arr.shape[0] != n:
+    if n is not None and arr.shape[0] != n:
         raise ValueError(
             f"{name} has {arr.shape[0]} entries but the features have {n} rows; "
             "they must match one label per sample"

@@ -54,7 +54,7 @@ def label_subset(
     >>> np.bincount(y[idx]).tolist()
     [10, 10, 10]
     """
-    y = as_labels(labels, len(np.asarray(labels)), "labels")
+    y = as_labels(labels, None, "labels")
     _check_fraction(fraction)
     _check_classes(y, num_classes)
     rng = np.random.default_rng(seed)
@@ -120,7 +120,7 @@ def validation_split(
     >>> len(tr), len(va), len(np.intersect1d(tr, va))
     (16, 4, 0)
     """
-    y_all = as_labels(labels, len(np.asarray(labels)), "labels")
+    y_all = as_labels(labels, None, "labels")
     idx = np.arange(y_all.size) if indices is None else np.asarray(indices)
     if idx.size and idx.dtype.kind not in "iu":
         # a boolean mask would become positions 0 and 1, floats would be truncated

@@ -8,7 +8,7 @@ no values to summarise).
 import numpy as np
 import pytest
 
-from evaluation.subsets import mean_std, validation_split, write_subset_file
+from evaluation.subsets import label_subset, mean_std, validation_split, write_subset_file
 
 Y = np.repeat([0, 1], 5)
 
@@ -34,3 +34,10 @@ def test_subset_file_names_must_be_single_nonempty_lines(tmp_path, name):
 def test_mean_std_of_nothing_is_an_error():
     with pytest.raises(ValueError, match="no values"):
         mean_std([])
+
+
+@pytest.mark.parametrize("split", [label_subset, validation_split])
+def test_a_scalar_is_not_a_label_vector(split):
+    # len() of a 0-d array used to fail first: 'len() of unsized object'
+    with pytest.raises(ValueError, match=r"labels must be 1-D .* got shape \(\)"):
+        split(3, 0.5) if split is label_subset else split(3)
