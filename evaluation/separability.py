@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from entropylib.validation import is_integer
 from evaluation.figures import class_colors, class_legend, png_figure
 from evaluation.inputs import as_features, as_labels
 from evaluation.knn import knn_neighbors, l2_normalize
@@ -81,8 +82,8 @@ def knn_purity(features: Any, labels: Any, *, k: int = 20, backend: str = "auto"
     """
     x = as_features(features, dtype=None)  # knn_neighbors normalises at any scale
     y = as_labels(labels, x.shape[0])
-    if not 1 <= k < x.shape[0]:
-        raise ValueError(f"k must be in [1, n - 1] = [1, {x.shape[0] - 1}], got {k}")
+    if not is_integer(k) or not 1 <= k < x.shape[0]:
+        raise ValueError(f"k must be an integer in [1, n - 1] = [1, {x.shape[0] - 1}], got {k!r}")
     _, idx = knn_neighbors(x, x, k + 1, backend=backend)
     own = idx == np.arange(x.shape[0])[:, None]
     # A point is its own nearest neighbour unless exact duplicates precede it: drop itself if

@@ -113,6 +113,11 @@ def test_knn_purity_by_hand():
     assert knn_purity(x, [0, 0, 1, 1, 0], k=1) == 1.0
     with pytest.raises(ValueError, match="k must be"):
         knn_purity(x, [0, 0, 1, 1, 0], k=5)
+    # True was taken as k = 1 and 1.5 failed inside the neighbour search
+    for k in (True, 1.5):
+        with pytest.raises(ValueError, match="k must be an integer"):
+            knn_purity(x, [0, 0, 1, 1, 0], k=k)
+    assert knn_purity(x, [0, 0, 1, 1, 0], k=np.int64(1)) == 1.0
 
 
 def test_entropy_profile_is_per_column_entropy():
