@@ -4,12 +4,16 @@ forms and the peers (infomeasure, ennemi) on the same samples in the same run.
 Sections (``--only`` runs some of them and rewrites only their part of the results file):
 
 - ``speed``: KSG1 mutual information at n = 10^4 and 10^5, d = dim(x) + dim(y) = 2..6, AR(1)
-  normal samples. Ours: ``entropylib.mutual_information(x, y)`` (backend "auto": the numba
-  cell grid and sorted counts) and the numpy backend (KD-tree on all cores); peers:
+  normal samples. Ours: ``entropylib.mutual_information(x, y, standardize=False)`` (backend
+  "auto": the numba cell grid and sorted counts) and the numpy backend (KD-tree on all cores),
+  on the columns as given as the peers are called; peers:
   ``infomeasure.mutual_information(x, y, approach="ksg")`` (same formula, plain KD-trees) and
-  ``ennemi.estimate_mi`` (one-dimensional x and y only; its digamma is a series
-  approximation, so its values differ from the exact formula by about 1e-7). Target: >= 3x
-  faster than the fastest peer at n = 10^5, same value to 1e-10 where the formula is the same.
+  ``ennemi.estimate_mi(..., preprocess=False)`` (one-dimensional x and y only; its digamma is
+  a series approximation, so its values differ from the exact formula by about 1e-7).
+  ennemi's default ``preprocess=True`` corresponds to our default ``standardize=True`` (each
+  variable divided by its standard deviation; with the exact digamma the two agree to 1e-10,
+  tests/entropylib/test_information_units.py). Target: >= 3x faster than the fastest peer
+  at n = 10^5, same value to 1e-10 where the formula is the same.
 - ``mi``: bias and RMSE of I(X; Y) for normal and multivariate t samples (closed forms from
   log-determinants and t entropies), KSG1 / KSG2 / entropy differences (knn, weighted_knn) /
   gaussian; ennemi on the same samples where it applies (infomeasure's KSG equals KSG1).
@@ -438,16 +442,18 @@ def section_speed(repeats: int) -> list[str]:
     rng = np.random.default_rng(0)
     warm = rng.normal(size=(3000, 6))
     for d in range(2, 7):  # compile / load the numba kernels before timing
-        entropylib.mutual_information(warm[:, : d // 2], warm[:, d // 2 : d])
+        entropylib.mutual_information(warm[:, : d // 2], warm[:, d // 2 : d],
+                                      standardize=False)
     rows = []
     for n in (10_000, 100_000):
         for d in range(2, 7):
             xy = rng.multivariate_normal(np.zeros(d), ar1(d, 0.5), size=n)
             x, y = xy[:, : d // 2], xy[:, d // 2 :]
             impls = {
-                "ours": lambda x=x, y=y: float(entropylib.mutual_information(x, y)),
+                "ours": lambda x=x, y=y: float(
+                    entropylib.mutual_information(x, y, standardize=False)),
                 "ours numpy": lambda x=x, y=y: float(
-                    entropylib.mutual_information(x, y, backend="numpy")),
+                    entropylib.mutual_information(x, y, backend="numpy", standardize=False)),
                 "infomeasure": lambda x=x, y=y: peer_infomeasure(x, y),
             }
             if d == 2:
@@ -470,7 +476,12 @@ def section_speed(repeats: int) -> list[str]:
         "",
         f"AR(1) normals, rho = 0.5; median of {repeats} alternating repeats. Seconds; in "
         "brackets the absolute difference from ours. Target: >= 3x faster than the fastest "
-        "peer at n = 100,000, same value as infomeasure (same formula) to 1e-10.",
+        "peer at n = 100,000, same value as infomeasure (same formula) to 1e-10. Ours with "
+        "standardize=False and ennemi with preprocess=False: the columns as given, as "
+        "infomeasure takes them. ennemi's default preprocess=True (each variable divided by "
+        "its standard deviation) corresponds to our default standardize=True; with the exact "
+        "digamma in place of ennemi's series the two agree to 1e-10 "
+        "(tests/entropylib/test_information_units.py).",
         "",
         *table(["n", "dims x+y", "ours (s)", "ours numpy (s)", "infomeasure (s)",
                 "ennemi (s)", "speed-up vs fastest peer", "diff vs infomeasure", "target met"],

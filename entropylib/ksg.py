@@ -39,10 +39,13 @@ variables and n_v(i) counts the other points within eps_i in the subspace of var
 
 Errors of the marginal and joint terms largely cancel because every term is measured at the
 same scale eps_i, which is why these estimators have far less bias in several dimensions than
-sums of separate Kozachenko-Leonenko entropies. They are invariant under sign flips and
-permutations of coordinates and under one common affine map of every coordinate (exactly for a
-power-of-two scale, else up to rounding of the distances), not under separate rescaling or
-monotone maps of the variables, which change the joint max-norm neighbourhoods.
+sums of separate Kozachenko-Leonenko entropies. The functions here are invariant under sign
+flips and permutations of coordinates and under one common affine map of every coordinate
+(exactly for a power-of-two scale, else up to rounding of the distances), not under separate
+rescaling or monotone maps of the variables, which change the joint max-norm neighbourhoods.
+The public measures (:mod:`entropylib.information`) therefore divide each column by its
+standard deviation first (``standardize=True``, the default), which makes them invariant under
+a separate rescaling of each column too; monotone maps still move the estimate.
 
 Neighbour counts are exact (:func:`entropylib.knn.count_within`): the counted distances are the
 same float64 numbers the neighbour search compared. The "numba" backend searches and counts

@@ -122,28 +122,33 @@ def correlated(rng, n, d, rho=0.6):
 @pytest.mark.parametrize("backend", ["numpy", "numba"])
 @pytest.mark.parametrize(("dx", "dy"), [(1, 1), (1, 2), (2, 3)])
 def test_ksg_matches_brute_force(backend, dx, dy):
+    # the brute force counts on the columns as given: standardize=False
     rng = np.random.default_rng(dx + 10 * dy)
     xy = correlated(rng, 700, dx + dy)
     x, y = xy[:, :dx], xy[:, dx:]
     for k in (1, 4):
         for variant in (1, 2):
-            got = entropylib.mutual_information(x, y, f"ksg{variant}", k=k, backend=backend)
+            got = entropylib.mutual_information(x, y, f"ksg{variant}", k=k, backend=backend,
+                                             standardize=False)
             assert got == pytest.approx(brute_ksg([x, y], k, variant), abs=1e-12)
     # ties inside the marginals (KSG1 depends only on the radii, which ties do not blur)
     xr, yr = np.round(x, 1), y
-    got = entropylib.mutual_information(xr, yr, "ksg1", backend=backend)
+    got = entropylib.mutual_information(xr, yr, "ksg1", backend=backend, standardize=False)
     assert got == pytest.approx(brute_ksg([xr, yr], 3, 1), abs=1e-12)
     z = rng.normal(size=(700, 2)) + xy[:, :1]
-    got = entropylib.conditional_mutual_information(x, y, z, backend=backend, k=2)
+    got = entropylib.conditional_mutual_information(x, y, z, backend=backend, k=2,
+                                                    standardize=False)
     assert got == pytest.approx(brute_frenzel_pompe(x, y, z, 2), abs=1e-12)
     # total correlation by the chain rule: sum of I(X_1..X_{v-1}; X_v)
     for variant in (1, 2):
-        got = entropylib.total_correlation(xy, f"ksg{variant}", backend=backend)
+        got = entropylib.total_correlation(xy, f"ksg{variant}", backend=backend,
+                                           standardize=False)
         chain = sum(brute_ksg([xy[:, :v], xy[:, v : v + 1]], 3, variant)
                     for v in range(1, dx + dy))
         assert got == pytest.approx(chain, abs=1e-12)
     groups = [[0], list(range(1, dx + dy))]
-    got = entropylib.total_correlation(xy, "ksg1", groups=groups, backend=backend)
+    got = entropylib.total_correlation(xy, "ksg1", groups=groups, backend=backend,
+                                       standardize=False)
     assert got == pytest.approx(brute_ksg([x[:, :1], xy[:, 1:]], 3, 1), abs=1e-12)
 
 
@@ -254,8 +259,11 @@ def test_strictly_monotone_maps():
     assert plain == pytest.approx(true, abs=0.02)
     assert mapped == pytest.approx(true, abs=0.05)
     assert mapped != plain
-    # per-variable scales alone already change the joint neighbourhoods
-    assert entropylib.mutual_information(2 * x, y) != plain
+    # per-variable scales alone already change the raw joint neighbourhoods; the default
+    # divides each column by its standard deviation first, which a factor 2 leaves exact
+    assert entropylib.mutual_information(2 * x, y, standardize=False) != (
+        entropylib.mutual_information(x, y, standardize=False))
+    assert entropylib.mutual_information(2 * x, y) == plain
 
 
 @pytest.mark.parametrize(("method", "dx", "dy"), [("ksg1", 1, 1), ("ksg1", 2, 2),
