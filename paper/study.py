@@ -33,7 +33,8 @@ with a time estimate. Everything below was fixed before any of its runs.
 4. **Mechanism** (``measure`` units, backbone features of the 10,000 test images): mean
    marginal entropy (m-spacing, nats), total correlation in two labelled forms (Gaussian,
    -1/2 log det R, on all rows; KSG, ``entropylib.total_correlation(..., "ksg1")``, k = 3, on
-   a seeded subsample of ``tc_samples`` rows, biased low in 256 dimensions), off-diagonal
+   the raw (not standardised) features of a seeded subsample of ``tc_samples`` rows, biased
+   low in 256 dimensions), off-diagonal
    covariance energy, RankMe, and dead features (constant, and below -3 nats).
 5. **Short-trained column.** The 4-epoch bases of Table 1 (``paper.config.full``) are already
    stored; ``paper.study_tables`` puts them beside the converged ones.
@@ -577,6 +578,20 @@ def _evaluate(unit: Unit, folder: Path, store: RunStore, *, progress: bool = Tru
 
 def measure(unit: Unit, folder: Path, store: RunStore, *, progress: bool = True) -> dict:
     """The mechanism measurements (module docstring, point 4) on test-split features."""
+    (source,) = unit.deps
+    if _diverged(source, store):
+        return {"diverged": True, "metrics": {}}
+    c = unit.config
+    x, _ = split_features(_checkpoint(source, store), c["data"], train=False, progress=progress)
+    metrics, tc_rows = mechanism_metrics(x, tc_samples=c["tc_samples"],
+                                         dead_entropy=c["dead_entropy"])
+    return {"metrics": metrics, "features": int(x.shape[1]), "tc_ksg_rows": tc_rows,
+            "protocol": "mechanism measurements of backbone features of the test split"}
+
+
+def mechanism_metrics(features: np.ndarray, *, tc_samples: int,
+                      dead_entropy: float) -> tuple[dict[str, Any], int]:
+    """The ``measure`` unit's numbers for an (n, D) feature matrix, and the rows KSG used."""
     import warnings
 
     import entropylib
@@ -586,32 +601,29 @@ def measure(unit: Unit, folder: Path, store: RunStore, *, progress: bool = True)
         rankme,
     )
 
-    (source,) = unit.deps
-    if _diverged(source, store):
-        return {"diverged": True, "metrics": {}}
-    c = unit.config
-    x, _ = split_features(_checkpoint(source, store), c["data"], train=False, progress=progress)
-    x = x.astype(np.float64)
+    x = np.asarray(features, dtype=np.float64)
     live = np.ptp(x, axis=0) > 0
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # constant features: -inf, counted below
         h = marginal_entropy_profile(x[:, live])
-    rows = np.sort(np.random.default_rng(0).choice(len(x), min(c["tc_samples"], len(x)),
+    rows = np.sort(np.random.default_rng(0).choice(len(x), min(tc_samples, len(x)),
                                                    replace=False))
     metrics = {
         "entropy_mean": float(h.mean()),
         # the Gaussian form needs more rows than columns (a regular covariance)
         "tc_gaussian": _finite(entropylib.total_correlation(x[:, live], "gaussian"))
         if live.sum() < len(x) else None,
+        # on the raw features (standardize=False): the study's first units were measured
+        # before total_correlation standardised columns by default, and every row of the
+        # table must use the same estimator
         "tc_ksg": _finite(entropylib.total_correlation(x[rows][:, live], "ksg1", k=3,
-                                                       ties="jitter")),
+                                                       ties="jitter", standardize=False)),
         "offdiag_cov_energy": offdiag_covariance_energy(x),
         "rankme": rankme(x),
         "dead_constant": int((~live).sum()),
-        "dead_low_entropy": int((h < c["dead_entropy"]).sum()),
+        "dead_low_entropy": int((h < dead_entropy).sum()),
     }
-    return {"metrics": metrics, "features": int(x.shape[1]), "tc_ksg_rows": int(len(rows)),
-            "protocol": "mechanism measurements of backbone features of the test split"}
+    return metrics, int(len(rows))
 
 
 def _finite(value: Any) -> float | None:

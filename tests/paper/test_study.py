@@ -315,3 +315,25 @@ def test_paired_difference_matches_scipys_paired_t_interval():
     assert mean == pytest.approx(np.mean([row[s] - control[s] for s in seeds]), abs=1e-12)
     assert (low, high) == pytest.approx((ci.low, ci.high), abs=1e-10)
     assert paired_difference({0: 1.0}, {0: 0.0}) is None
+
+
+def test_mechanism_measures_ksg_total_correlation_on_the_raw_features():
+    # the stored units measured TC before entropylib standardised columns by default; the
+    # study must keep measuring the same quantity, which depends on the columns' scales
+    import entropylib
+
+    rng = np.random.default_rng(1)
+    z = rng.normal(size=(300, 3))
+    x = np.column_stack([z[:, 0] * 1000.0, z[:, 0] + z[:, 1], z[:, 2], np.full(300, 2.0)])
+    metrics, used = study.mechanism_metrics(x, tc_samples=200, dead_entropy=-3.0)
+    assert used == 200
+    rows = np.sort(np.random.default_rng(0).choice(300, 200, replace=False))
+    live = x[rows][:, :3]
+    raw = entropylib.total_correlation(live, "ksg1", k=3, ties="jitter", standardize=False)
+    unit = entropylib.total_correlation(live, "ksg1", k=3, ties="jitter")
+    assert abs(raw - unit) > 0.05  # the two quantities differ on these scales
+    assert metrics["tc_ksg"] == raw
+    assert metrics["dead_constant"] == 1
+    # the Gaussian form: -1/2 log det of the correlation matrix of the live columns
+    r = np.corrcoef(x[:, :3], rowvar=False)
+    assert metrics["tc_gaussian"] == pytest.approx(-0.5 * np.linalg.slogdet(r)[1], rel=1e-6)
