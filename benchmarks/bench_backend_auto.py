@@ -11,6 +11,13 @@ Part 2: the numba KDE and the kNN searches (numba grid, scipy KD-tree) on one th
 all available threads: the smallest size from which the threads are at most 10 % slower (under
 load they are at best even; on idle cores they gain up to 2x).
 
+Part 3 (``--only tails``): the kNN grid on heavy-tailed samples (cubed Cauchy, Student t(1),
+lognormal; a normal one for contrast), where quantile cells are far wider along one axis than
+another: the joint kNN entropy and the KSG mutual information with backend="auto", "numpy"
+and "numba" against the grid forced on the sample (``knn_kernels.MAX_WASTE`` off) and, on
+10^4 points, the grid as it was before the ring cap (``MAX_RING`` off too; one run, it takes
+seconds). Written to its own section of the results file.
+
 numba is compiled before timing; repeats alternate the contenders so load hits both alike. The
 machine's load changes the thread crossovers most (run it on idle cores: the run records
 ``uptime``). It ends by printing the ``NUMBA_FROM`` table of entropylib/estimate.py and the
@@ -20,6 +27,7 @@ full run, so ``--repeats 11`` takes about 2 to 3 minutes.
 
     .venv/bin/python benchmarks/bench_backend_auto.py --repeats 11  # results/backend_auto.md
     .venv/bin/python benchmarks/bench_backend_auto.py --repeats 3 --no-write
+    .venv/bin/python benchmarks/bench_backend_auto.py --only tails  # about 2 minutes
 """
 
 from __future__ import annotations
@@ -145,6 +153,71 @@ def thread_crossovers(repeats: int, lines: list[str]) -> dict[str, float]:
     return out
 
 
+#: (name, sampler) of the heavy-tailed samples of part 3
+TAILS = [
+    ("normal", lambda rng, n, d: rng.normal(size=(n, d))),
+    ("cubed Cauchy", lambda rng, n, d: rng.standard_cauchy(size=(n, d)) ** 3),
+    ("Student t(1)", lambda rng, n, d: rng.standard_t(1, size=(n, d))),
+    ("lognormal", lambda rng, n, d: rng.lognormal(size=(n, d))),
+]
+#: (estimator, d, n, samples) of part 3; the uncapped grid only where it ends within seconds
+ALL_TAILS = tuple(name for name, _ in TAILS)
+TAIL_CASES = [("knn", 2, 10_000, ALL_TAILS), ("knn", 3, 10_000, ALL_TAILS),
+              ("ksg1", 2, 10_000, ALL_TAILS), ("ksg1", 4, 10_000, ALL_TAILS),
+              ("knn", 2, 100_000, ("normal", "cubed Cauchy")),
+              ("ksg1", 2, 100_000, ("normal", "cubed Cauchy"))]
+UNCAPPED_MAX_N = 10_000
+
+
+def grid_settings(**values: float) -> Callable[[Callable[[], object]], Callable[[], object]]:
+    """Wrap a call so that it runs with the given knn_kernels constants."""
+    def wrap(f):
+        def run():
+            saved = {name: getattr(knn_kernels, name) for name in values}
+            for name, value in values.items():
+                setattr(knn_kernels, name, value)
+            try:
+                return f()
+            finally:
+                for name, value in saved.items():
+                    setattr(knn_kernels, name, value)
+        return run
+    return wrap
+
+
+def tails(repeats: int, lines: list[str]) -> None:
+    lines += ["## Heavy-tailed samples: the kNN grid (median ms)", "",
+              "forced grid: the pilot fallback off (`MAX_WASTE` = inf); uncapped: also no ring "
+              "cap (`MAX_RING` = inf), the grid before the fix, one run.", "",
+              "| estimator | sample | d | n | auto | numpy | numba | forced grid | uncapped | "
+              "numpy / auto |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for estimator, d, n, names in TAIL_CASES:
+        for name, sampler in TAILS:
+            if name not in names:
+                continue
+            x = sampler(np.random.default_rng(n + d), n, d)
+            if estimator == "knn":
+                def run(backend, x=x):
+                    return entropylib.estimate(x, "knn", joint=True, backend=backend)
+            else:
+                def run(backend, x=x, h=d // 2):
+                    return entropylib.mutual_information(x[:, :h], x[:, h:], backend=backend)
+            funcs = {b: (lambda b=b, run=run: run(b)) for b in ("auto", "numpy", "numba")}
+            funcs["forced"] = grid_settings(MAX_WASTE=math.inf)(funcs["numba"])
+            for f in funcs.values():
+                f()  # compile / warm up
+            t = median_times(funcs, repeats)
+            uncapped = "-"
+            if n <= UNCAPPED_MAX_N:
+                old = grid_settings(MAX_WASTE=math.inf, MAX_RING=2**62)(funcs["numba"])
+                uncapped = f"{1e3 * median_times({'old': old}, 1)['old']:.0f}"
+            lines.append(f"| {estimator} | {name} | {d} | {n} | {1e3 * t['auto']:.1f} | "
+                         f"{1e3 * t['numpy']:.1f} | {1e3 * t['numba']:.1f} | "
+                         f"{1e3 * t['forced']:.1f} | {uncapped} | "
+                         f"{t['numpy'] / t['auto']:.2f} |")
+            print(lines[-1], flush=True)
+
+
 def python_number(value: float, inf: str = "math") -> str:
     """A table value as Python source: an int with digit separators, or infinity as
     ``math.inf`` (estimate.py imports math) or ``float("inf")`` (threads.py does not)."""
@@ -169,9 +242,24 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--no-write", action="store_true")
+    parser.add_argument("--only", choices=["tails"],
+                        help="run only part 3 and replace only its section of the results")
     args = parser.parse_args()
     start = time.perf_counter()
     uptime = [subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()]
+    if args.only == "tails":
+        lines = []
+        tails(args.repeats, lines)
+        uptime.append(subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip())
+        lines += ["", f"Command: `.venv/bin/python benchmarks/bench_backend_auto.py --only tails "
+                  f"--repeats {args.repeats}`; {threads.available()} threads available; "
+                  f"{time.perf_counter() - start:.0f} s. `uptime` before and after:", "",
+                  *("    " + u for u in uptime), ""]
+        text = "\n".join(lines)
+        print(text)
+        if not args.no_write:
+            write_section(text)
+        return
     lines = ["# backend=\"auto\": numpy/numba crossovers and thread use", "",
              f"Command: `.venv/bin/python benchmarks/bench_backend_auto.py --repeats "
              f"{args.repeats}`; {threads.available()} threads available.", ""]
@@ -192,7 +280,18 @@ def main() -> None:
     text = "\n".join(lines)
     print(text)
     if not args.no_write:
-        RESULTS.write_text(text)
+        old = RESULTS.read_text() if RESULTS.exists() else ""
+        heading, part3 = old.partition(TAILS_HEADING)[1:]  # keep the section of part 3
+        RESULTS.write_text(text + ("\n" + heading + part3 if heading else ""))
+
+
+TAILS_HEADING = "## Heavy-tailed samples"
+
+
+def write_section(text: str) -> None:
+    """Put part 3 in place of its old section at the end of the results file (or append it)."""
+    old = RESULTS.read_text() if RESULTS.exists() else ""
+    RESULTS.write_text(old.partition(TAILS_HEADING)[0].rstrip("\n") + "\n\n" + text)
 
 
 if __name__ == "__main__":

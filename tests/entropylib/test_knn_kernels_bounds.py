@@ -21,6 +21,8 @@ SCRIPT = textwrap.dedent(
     from entropylib import knn_kernels as kk
 
     kk.MAX_CROWDING = np.inf  # the grid on every sample, crowded ones too
+    kk.MAX_WASTE = np.inf  # and heavy-tailed ones
+    kk.MAX_RING = 3  # long ring searches, and points left to the tree
 
     def brute(x, euclidean):
         diff = x[:, None, :] - x[None, :, :]
