@@ -10,6 +10,8 @@ from typing import Any
 
 import numpy as np
 
+from entropylib.validation import is_integer, is_real
+
 
 def as_features(x: Any, name: str = "features", *, dtype: Any = np.float32) -> np.ndarray:
     """Return ``x`` as a finite C-contiguous (n, d) array of ``dtype``.
@@ -62,7 +64,7 @@ def positive_int(value: Any, name: str) -> int:
     >>> positive_int(3, "k")
     3
     """
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+    if not is_integer(value) or value < 1:
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
     return int(value)
 
@@ -75,7 +77,7 @@ def positive_real(value: Any, name: str) -> float:
     >>> positive_real(0.07, "temperature")
     0.07
     """
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+    if not is_real(value):
         raise TypeError(f"{name} must be a real number, got {value!r}")
     if not (np.isfinite(value) and value > 0):
         raise ValueError(f"{name} must be a finite number > 0, got {value!r}")

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from entropylib.validation import is_real
 from evaluation.accuracy import topk_accuracy
 from evaluation.inputs import positive_int
 
@@ -156,23 +157,21 @@ def _check_settings(
     momentum: Any, weight_decay: Any,
 ) -> None:
     """Refuse settings that would train nothing or train on NaN, naming the setting."""
-    if isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer)) or epochs < 1:
-        raise ValueError(f"epochs must be >= 1 (an integer), got {epochs!r}")
+    positive_int(epochs, "epochs")
     if positive_int(num_classes, "num_classes") < 2:
         raise ValueError(f"num_classes must be >= 2, got {num_classes}")
     positive_int(batch_size, "batch_size")
-    if not all(lr is None or _real(lr) and lr > 0 for lr in (head_lr, trunk_lr)):
+    if not all(lr is None or _finite(lr) and lr > 0 for lr in (head_lr, trunk_lr)):
         raise ValueError(
             f"learning rates must be > 0 and finite, got trunk {trunk_lr}, head {head_lr}"
         )
     for name, value in (("momentum", momentum), ("weight_decay", weight_decay)):
-        if not (_real(value) and value >= 0):
+        if not (_finite(value) and value >= 0):
             raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
 
 
-def _real(value: Any) -> bool:
-    return (isinstance(value, (int, float, np.integer, np.floating))
-            and not isinstance(value, bool) and bool(np.isfinite(value)))
+def _finite(value: Any) -> bool:
+    return is_real(value) and bool(np.isfinite(value))
 
 
 def _check_targets(target: Any, num_classes: int, name: str) -> None:

@@ -104,6 +104,6 @@ def test_defaults_load_in_the_main_process_and_show_no_bar_without_progress(caps
 @pytest.mark.parametrize("epochs", [0, -1])
 def test_fewer_than_one_epoch_is_refused(epochs):
     train, val, test = _sets(4)
-    with pytest.raises(ValueError, match="epochs must be >= 1"):
+    with pytest.raises(ValueError, match="epochs must be a positive integer"):
         train_classifier(nn.Identity(), train, val, test, num_classes=2, epochs=epochs,
                          head_lr=0.5, trunk_lr=None, device="cpu", progress=False)
