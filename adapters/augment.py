@@ -16,6 +16,8 @@ from PIL import Image, ImageFilter
 from torch import Tensor
 from torchvision import transforms as T
 
+from entropylib.validation import is_integer
+
 
 class DatasetInfo(Protocol):
     """What the transforms read of a data set (:class:`adapters.data.DatasetInfo` has it).
@@ -86,9 +88,9 @@ def eval_transform(info: DatasetInfo) -> Callable[[Any], Tensor]:
 
 
 def check_size(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+    if not is_integer(value) or value < 1:
         raise ValueError(f"{name} must be a positive int (pixels), got {value!r}")
-    return value
+    return int(value)
 
 
 class RandomGaussianBlur:

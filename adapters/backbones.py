@@ -14,6 +14,8 @@ import torch
 from torch import nn
 from torchvision.models.resnet import BasicBlock, Bottleneck, ResNet
 
+from entropylib.validation import is_integer
+
 
 class ResNetBackbone(ResNet):
     """A torchvision ResNet without its classifier: images (B, C, H, W) -> features (B, F).
@@ -157,6 +159,6 @@ def build_backbone(name: str, *, in_channels: int = 3) -> nn.Module:
     """
     if name not in BACKBONES:
         raise ValueError(f"unknown backbone {name!r}; expected one of {sorted(BACKBONES)}")
-    if isinstance(in_channels, bool) or not isinstance(in_channels, int) or in_channels < 1:
+    if not is_integer(in_channels) or in_channels < 1:
         raise ValueError(f"in_channels must be a positive int, got {in_channels!r}")
-    return BACKBONES[name](in_channels)
+    return BACKBONES[name](int(in_channels))

@@ -25,6 +25,7 @@ from torchvision import datasets
 
 from adapters.augment import MultiView, eval_transform
 from adapters.methods import ssl_views
+from entropylib.validation import is_integer
 
 __all__ = [
     "DEBIAN_FASHION_MNIST",
@@ -262,7 +263,7 @@ def load_dataset(
     if name != "digits" and digits_size != DIGITS_SIZE:
         raise ValueError(f"digits_size applies to the 'digits' dataset only, not {name!r}")
     if name == "digits":
-        if isinstance(digits_size, bool) or not isinstance(digits_size, int) or digits_size < 8:
+        if not is_integer(digits_size) or digits_size < 8:
             raise ValueError(f"digits_size must be an int >= 8 (pixels), got {digits_size!r}")
         images, labels = _digits(train, digits_size)
         return ImageArrayDataset(images, labels, transform=transform)

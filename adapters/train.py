@@ -63,6 +63,7 @@ from entropylib.criteria import CRITERIA
 from entropylib.criteria.distributed import equal_batches
 from entropylib.criteria.views import caller_checks_finite
 from entropylib.spacings import default_window
+from entropylib.validation import is_integer
 
 CRITERION_NAMES = ("none", *sorted(CRITERIA))
 AMP_MODES = ("off", "bf16", "fp16")
@@ -250,7 +251,7 @@ def validate(config: TrainConfig, *, resuming: bool = False) -> None:
 
 
 def _check_int(name: str, value: Any, *, low: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+    if not is_integer(value) or value < low:
         raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
 
 

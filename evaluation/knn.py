@@ -35,6 +35,7 @@ from typing import Any
 
 import numpy as np
 
+from entropylib.validation import is_integer
 from evaluation.inputs import (
     as_features,
     as_labels,
@@ -289,7 +290,7 @@ def _clamp_k(k: int | Sequence[int], n_bank: int) -> list[int]:
 
 
 def _check_chunk(chunk_size: int) -> None:
-    if isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer)):
+    if not is_integer(chunk_size):
         raise TypeError(f"chunk_size must be an int, got {type(chunk_size).__name__}")
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")

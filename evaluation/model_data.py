@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from entropylib.validation import is_integer
 from evaluation.features import (
     AMP_MODES,
     cached_features,
@@ -109,7 +110,7 @@ class ModelData:
         self.checkpoint = os.fspath(checkpoint)
         self.data = data
         self.cache_dir = os.fspath(cache_dir)
-        if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0:
+        if not is_integer(num_workers) or num_workers < 0:
             raise ValueError(f"num_workers must be an integer >= 0, got {num_workers!r}")
         if amp not in AMP_MODES:
             raise ValueError(f"amp must be one of {AMP_MODES}, got {amp!r}")

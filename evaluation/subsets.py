@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from entropylib.validation import is_integer
 from evaluation.inputs import as_labels
 
 
@@ -83,7 +84,7 @@ def limit_indices(n: int, limit: int | None, *, seed: int) -> np.ndarray:
     """
     if limit is None or limit >= n:
         return np.arange(n)
-    if isinstance(limit, bool) or not isinstance(limit, (int, np.integer)) or limit < 1:
+    if not is_integer(limit) or limit < 1:
         raise ValueError(f"a subset limit must be a positive integer or None, got {limit!r}")
     return np.sort(np.random.default_rng(seed).choice(n, limit, replace=False))
 

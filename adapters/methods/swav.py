@@ -17,6 +17,7 @@ from adapters.methods.base import (
     load_exact,
 )
 from entropylib.criteria import SwAVLoss
+from entropylib.validation import is_integer
 
 #: SwAV's local-crop size relative to the global crop (96 / 224 in Caron et al. 2020)
 SWAV_LOCAL_RATIO = 96 / 224
@@ -186,8 +187,7 @@ class SwAV(MethodAdapter):
         (0.8, 0.8, 0.8, 0.2) p=0.8; grayscale p=0.2; blur p=0.5 (local crops share the global
         crops' sigma range, as in the reference)."""
         size = info.image_size if size is None else check_size("size", size)
-        if (isinstance(n_local_crops, bool) or not isinstance(n_local_crops, int)
-                or n_local_crops < 0):
+        if not is_integer(n_local_crops) or n_local_crops < 0:
             raise ValueError(f"n_local_crops must be a non-negative int, got {n_local_crops!r}")
         if local_size is None:
             local_size = max(round(size * SWAV_LOCAL_RATIO), 1)

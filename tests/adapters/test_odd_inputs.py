@@ -90,3 +90,20 @@ def test_criterion_settings_that_would_be_ignored_are_errors(args, message, tmp_
     assert main(["--out", str(out), *TINY, *args], mode="pretrain") == EXIT_BAD_INPUT
     assert message in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_numpy_integers_are_integers_and_bools_are_not():
+    # one integer check (entropylib.validation.is_integer): np.int64 sizes, e.g. read from an
+    # array of settings, were refused here while the estimators took them
+    import numpy as np
+    import torch
+
+    from adapters.augment import check_size
+    from adapters.backbones import build_backbone
+
+    assert check_size("crop", np.int64(24)) == 24 and type(check_size("crop", np.int64(24))) is int
+    net = build_backbone("small_cnn", in_channels=np.int64(1))
+    assert net(torch.zeros(2, 1, 28, 28)).shape == (2, net.feature_dim)
+    for bad in (True, 2.0, np.float64(3)):
+        with pytest.raises(ValueError, match="in_channels must be a positive int"):
+            build_backbone("small_cnn", in_channels=bad)
