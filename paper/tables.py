@@ -579,6 +579,10 @@ def write_results(
     if (folder / "FINDINGS.md").is_file():
         notes = [*notes, "The interpretation of these tables, written by hand after the run: "
                  "[FINDINGS.md](FINDINGS.md)."]
+    if (folder / "study" / "STUDY.md").is_file():
+        notes = [*notes, "The converged-base study (bases pretrained to a validation plateau, "
+                 "E2MC coefficients selected on validation; `python -m paper.reproduce --only "
+                 "study`): [study/STUDY.md](study/STUDY.md)."]
     path = folder / "REPORT.md"
     path.write_text(report(plan, store, command=command, notes=notes))
     written.append(path)

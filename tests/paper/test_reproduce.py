@@ -109,6 +109,8 @@ def test_tables_only_on_a_fresh_checkout_rewrites_nothing(tmp_path):
         shutil.copy(paper / "runs" / key / "result.json", tmp_path / "runs" / key)
     (tmp_path / "results").mkdir()
     shutil.copy(paper / "results" / "FINDINGS.md", tmp_path / "results")
+    if (paper / "results" / "study").is_dir():  # written by --only study; REPORT.md links it
+        shutil.copytree(paper / "results" / "study", tmp_path / "results" / "study")
     assert main(["--tables-only", "--out", str(tmp_path)]) == 0
     written = sorted(p.name for p in (tmp_path / "results").iterdir())
     assert written == sorted(p.name for p in (paper / "results").iterdir())
@@ -116,3 +118,25 @@ def test_tables_only_on_a_fresh_checkout_rewrites_nothing(tmp_path):
         if name.endswith((".md", ".csv")):
             ours = (tmp_path / "results" / name).read_text()
             assert ours == (paper / "results" / name).read_text(), name
+
+
+def test_study_tables_only_on_a_fresh_checkout_rewrites_nothing(tmp_path):
+    """The committed study units (result.json, curve.json) give back the committed STUDY.md
+    byte for byte, whatever part of the study has run."""
+    from paper import study
+
+    paper = Path(cfg.__file__).parent
+    committed = paper / "results" / "study" / "STUDY.md"
+    if not committed.is_file():
+        pytest.skip("no study report committed yet")
+    units = study.build_study(study.full()).units()
+    for short in build_plan(cfg.full()).units():  # the short-trained column reads these
+        units.append(short)
+    store = RunStore(paper / "runs")
+    for u in {u.key: u for u in units if store.is_done(u)}.values():
+        (tmp_path / "runs" / u.key).mkdir(parents=True)
+        for name in ("result.json", study.CURVE_FILE):
+            if (paper / "runs" / u.key / name).is_file():
+                shutil.copy(paper / "runs" / u.key / name, tmp_path / "runs" / u.key)
+    assert main(["--only", "study", "--tables-only", "--out", str(tmp_path)]) == 0
+    assert (tmp_path / "results" / "study" / "STUDY.md").read_text() == committed.read_text()
