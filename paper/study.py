@@ -1,4 +1,4 @@
-"""The converged-base study (issue 15): does E2MC help a model trained until it stops improving?
+"""The converged-base study: does E2MC help a model trained until it stops improving?
 
 ``python -m paper.reproduce --only study`` runs it as resumable units; ``--dry-run`` lists them
 with a time estimate. Everything below was fixed before any of its runs.
