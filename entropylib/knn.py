@@ -14,10 +14,10 @@ consecutive order statistics that contains it, so :math:`\\rho_{(i)} = \\min_{j=
 tree); marginal estimates always use it. Joint estimates in d > 1 use scipy's KD-tree on the
 available cores (numpy backend; one thread for small samples, see :mod:`entropylib.threads`),
 an exact parallel cell grid for 2 <= d <= 5 (numba backend; the KD-tree above d = 5 or on
-samples too crowded or too heavy-tailed for a grid, see :mod:`entropylib.knn_kernels`), or blocked pairwise
-distances (torch backend, memory O(block * n)); the torch backend selects neighbours without
-gradient and recomputes the n selected distances
-differentiably, so the autograd graph is O(n d).
+samples too crowded or too heavy-tailed for a grid, see :mod:`entropylib.knn_kernels`), or
+blocked pairwise distances (torch backend, memory O(block * n)); the torch backend selects
+neighbours without gradient and recomputes the n selected distances differentiably, so the
+autograd graph is O(n d).
 
 A zero distance (x_i repeated at least k more times) is handled by the ``ties`` policy of
 :mod:`entropylib.validation`: repeated values that leave every rho_i positive need no policy.
