@@ -15,7 +15,7 @@ def negative_cosine(p: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
 
     The cosines of ``torch.nn.CosineSimilarity`` (the reference's), from rows normalised at
     any scale (:func:`entropylib.criteria.views.unit_rows`): that module clamps norms below
-    at 1e-8 and its norms overflow float32 from |z| ~ 1e19, where a cosine came out 0. A zero
+    at 1e-8 and its norms overflow float32 from ``|z| ~ 1e19``, where a cosine came out 0. A zero
     row has cosine 0 with everything.
 
     Examples
