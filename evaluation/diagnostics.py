@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from evaluation.figures import png_figure
-from evaluation.inputs import as_features, check_same_width
+from evaluation.inputs import as_features, check_same_width, seeded_rng
 from evaluation.knn import l2_normalize
 
 
@@ -96,7 +96,7 @@ def uniformity(
     if x.shape[0] < 2:
         raise ValueError("uniformity needs at least 2 samples")
     if x.shape[0] > max_samples:
-        x = x[np.random.default_rng(seed).choice(x.shape[0], max_samples, replace=False)]
+        x = x[seeded_rng(seed).choice(x.shape[0], max_samples, replace=False)]
     if normalize:
         x = l2_normalize(x, dtype=np.float64)
     sq = pdist(x, "sqeuclidean")
@@ -175,7 +175,7 @@ def embedding_diagnostics(
     """
     x = as_features(features, dtype=np.float64)
     if x.shape[0] > max_samples:
-        x = x[np.random.default_rng(seed).choice(x.shape[0], max_samples, replace=False)]
+        x = x[seeded_rng(seed).choice(x.shape[0], max_samples, replace=False)]
     h = marginal_entropy_profile(x)
     finite = h[np.isfinite(h)]
     out = {

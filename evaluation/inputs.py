@@ -69,6 +69,22 @@ def positive_int(value: Any, name: str) -> int:
     return int(value)
 
 
+def seeded_rng(seed: Any, stream: int | None = None) -> np.random.Generator:
+    """numpy's generator for ``seed`` (``[seed, stream]`` when a stream is given, for draws
+    that must not repeat another function's), which must be a non-negative integer: numpy's
+    own error does not say which argument was wrong, and None would draw fresh, irreproducible
+    entropy.
+
+    Examples
+    --------
+    >>> float(seeded_rng(0).random()) == float(np.random.default_rng(0).random())
+    True
+    """
+    if not is_integer(seed) or seed < 0:
+        raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
+    return np.random.default_rng(int(seed) if stream is None else [int(seed), stream])
+
+
 def positive_real(value: Any, name: str) -> float:
     """``value`` as a finite float > 0, or an error naming the parameter.
 

@@ -10,7 +10,7 @@ import numpy as np
 
 from entropylib.validation import is_integer
 from evaluation.figures import class_colors, class_legend, png_figure
-from evaluation.inputs import as_features, as_labels
+from evaluation.inputs import as_features, as_labels, seeded_rng
 from evaluation.knn import knn_neighbors, l2_normalize
 
 
@@ -128,7 +128,7 @@ def plot_embeddings_2d(
     figsize = (4.5 * len(embeddings), 4.2)
     with png_figure(path, ncols=len(embeddings), figsize=figsize, squeeze=False) as (fig, axes):
         seen = []
-        rng = np.random.default_rng(seed)
+        rng = seeded_rng(seed)
         for ax, (name, (feats, labels)) in zip(axes[0], embeddings.items(), strict=True):
             x = as_features(feats)
             y = as_labels(labels, x.shape[0])

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from entropylib.validation import is_integer
-from evaluation.inputs import as_labels
+from evaluation.inputs import as_labels, seeded_rng
 
 
 def label_subset(
@@ -58,7 +58,7 @@ def label_subset(
     y = as_labels(labels, None, "labels")
     _check_fraction(fraction)
     _check_classes(y, num_classes)
-    rng = np.random.default_rng(seed)
+    rng = seeded_rng(seed)
     picked = []
     for c in np.unique(y):
         members = np.flatnonzero(y == c)
@@ -86,7 +86,7 @@ def limit_indices(n: int, limit: int | None, *, seed: int) -> np.ndarray:
         return np.arange(n)
     if not is_integer(limit) or limit < 1:
         raise ValueError(f"a subset limit must be a positive integer or None, got {limit!r}")
-    return np.sort(np.random.default_rng(seed).choice(n, limit, replace=False))
+    return np.sort(seeded_rng(seed).choice(n, limit, replace=False))
 
 
 def validation_split(
@@ -134,7 +134,7 @@ def validation_split(
         raise ValueError("indices contain duplicates; a subset lists each example once")
     if not 0 < fraction < 1:
         raise ValueError(f"validation fraction must be in (0, 1), got {fraction}")
-    rng = np.random.default_rng([seed, 1])
+    rng = seeded_rng(seed, stream=1)
     y = y_all[idx]
     train, val = [], []
     for c in np.unique(y):
