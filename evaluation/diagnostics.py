@@ -118,9 +118,10 @@ def offdiag_covariance_energy(features: Any) -> float:
     x = as_features(features, dtype=np.float64)
     if x.shape[0] < 2:
         raise ValueError("the covariance needs at least 2 samples")
-    c = np.cov(x, rowvar=False).reshape(x.shape[1], x.shape[1])
-    off = c[~np.eye(x.shape[1], dtype=bool)]
-    energy = float(np.sum(off**2) / x.shape[1])
+    with np.errstate(over="ignore", invalid="ignore"):  # an overflow is the error below
+        c = np.cov(x, rowvar=False).reshape(x.shape[1], x.shape[1])
+        off = c[~np.eye(x.shape[1], dtype=bool)]
+        energy = float(np.sum(off**2) / x.shape[1])
     if not np.isfinite(energy):
         raise ValueError(
             "the covariance energy of these features exceeds float64's range "
