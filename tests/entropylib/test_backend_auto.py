@@ -123,11 +123,8 @@ def test_kdtree_threads_follow_the_query_work(monkeypatch):
     assert threads.kdtree_workers(27_713, 2) == 2 and threads.kdtree_workers(27_711, 2) == 1
 
 
-@pytest.mark.parametrize("n, d, method, expected", [
-    (10_000, 8, "knn", 2),  # 0.3 to 0.5 s of query work: was one thread (n < 17,320)
-    (300, 4, "weighted_knn", 1),  # a few ms: was every core
-])
-def test_kdtree_queries_use_the_thread_policy(monkeypatch, n, d, method, expected):
+def tree_query_workers(monkeypatch) -> list:
+    """The ``workers`` of every KD-tree query the library makes, on 2 allowed cores."""
     from scipy.spatial import cKDTree
 
     from entropylib import knn
@@ -141,6 +138,15 @@ def test_kdtree_queries_use_the_thread_policy(monkeypatch, n, d, method, expecte
 
     monkeypatch.setattr(knn, "cKDTree", Tree)
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    return seen
+
+
+@pytest.mark.parametrize("n, d, method, expected", [
+    (10_000, 8, "knn", 2),  # 0.3 to 0.5 s of query work: was one thread (n < 17,320)
+    (300, 4, "weighted_knn", 1),  # a few ms: was every core
+])
+def test_kdtree_queries_use_the_thread_policy(monkeypatch, n, d, method, expected):
+    seen = tree_query_workers(monkeypatch)
     monkeypatch.delenv("NUMBA_NUM_THREADS", raising=False)
     x = np.random.default_rng(0).normal(size=(n, d))
     entropylib.estimate(x, method, joint=True, backend="numpy")
@@ -149,19 +155,9 @@ def test_kdtree_queries_use_the_thread_policy(monkeypatch, n, d, method, expecte
 
 def test_ksg_neighbour_query_uses_the_thread_policy(monkeypatch):
     """ksg2's joint neighbour search on 500 points: one thread (it used every core)."""
-    from scipy.spatial import cKDTree
+    from entropylib import ksg
 
-    from entropylib import knn, ksg
-
-    seen = []
-
-    class Tree(cKDTree):
-        def query(self, *args, workers, **kwargs):
-            seen.append(workers)
-            return super().query(*args, workers=workers, **kwargs)
-
-    monkeypatch.setattr(knn, "cKDTree", Tree)
-    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    seen = tree_query_workers(monkeypatch)
     xy = np.random.default_rng(0).normal(size=(500, 2))
     ksg.ksg2(xy, [[0], [1]])
     assert seen == [1]
