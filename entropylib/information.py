@@ -381,8 +381,7 @@ def _check_group(group: Sequence[int], d: int) -> list[int]:
     if isinstance(group, np.ndarray):  # e.g. from np.flatnonzero; 1-D, else no index list
         group = list(group) if group.ndim == 1 else None
     cols = list(group) if isinstance(group, Sequence) and not isinstance(group, str) else None
-    if not cols or not all(isinstance(c, (int, np.integer)) and not isinstance(c, bool)
-                           and 0 <= c < d for c in cols):
+    if not cols or not all(validation.is_integer(c) and 0 <= c < d for c in cols):
         raise ValueError(f"each group must be a non-empty list of column indices in "
                          f"[0, {d}), got {group!r}")
     return [int(c) for c in cols]

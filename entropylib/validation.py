@@ -287,10 +287,18 @@ def check_policies(
         raise ValueError(f"nan_policy must be one of {NAN_POLICIES}, got {nan_policy!r}")
     if ties not in supported_ties:
         raise ValueError(f"ties must be one of {supported_ties}, got {ties!r}")
+    check_seed(seed)
+
+
+def check_seed(seed: Any) -> int:
+    """``seed`` as an int if it is a non-negative integer (Python or numpy): numpy's own error
+    does not name the argument, True would seed as 1 and None draw fresh, irreproducible
+    entropy."""
     if not is_integer(seed):
         raise TypeError(f"seed must be a non-negative integer, got {seed!r}")
     if seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    return int(seed)
 
 
 def constant_columns(data: Any) -> np.ndarray:

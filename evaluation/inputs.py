@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from entropylib.validation import is_integer, is_real
+from entropylib.validation import check_seed, is_integer, is_real
 
 
 def as_features(x: Any, name: str = "features", *, dtype: Any = np.float32) -> np.ndarray:
@@ -71,18 +71,16 @@ def positive_int(value: Any, name: str) -> int:
 
 def seeded_rng(seed: Any, stream: int | None = None) -> np.random.Generator:
     """numpy's generator for ``seed`` (``[seed, stream]`` when a stream is given, for draws
-    that must not repeat another function's), which must be a non-negative integer: numpy's
-    own error does not say which argument was wrong, and None would draw fresh, irreproducible
-    entropy.
+    that must not repeat another function's); the seed is checked by
+    :func:`entropylib.validation.check_seed`.
 
     Examples
     --------
     >>> float(seeded_rng(0).random()) == float(np.random.default_rng(0).random())
     True
     """
-    if not is_integer(seed) or seed < 0:
-        raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
-    return np.random.default_rng(int(seed) if stream is None else [int(seed), stream])
+    seed = check_seed(seed)
+    return np.random.default_rng(seed if stream is None else [seed, stream])
 
 
 def positive_real(value: Any, name: str) -> float:

@@ -43,10 +43,11 @@ def test_a_scalar_is_not_a_label_vector(split):
         split(3, 0.5) if split is label_subset else split(3)
 
 
-@pytest.mark.parametrize("seed", [-1, 1.5, None, True])
-def test_a_seed_must_be_a_non_negative_integer(seed):
+@pytest.mark.parametrize("seed, error", [(-1, ValueError), (1.5, TypeError), (None, TypeError),
+                                         (True, TypeError)])
+def test_a_seed_must_be_a_non_negative_integer(seed, error):
     # -1 failed inside numpy ('expected non-negative integer') without naming the seed, and
     # None drew fresh entropy: a subset nobody could draw again
     for draw in (lambda: label_subset(Y, 0.5, seed=seed), lambda: validation_split(Y, seed=seed)):
-        with pytest.raises(ValueError, match=f"seed must be an integer >= 0, got {seed!r}"):
+        with pytest.raises(error, match=f"seed must be a non-negative integer, got {seed!r}"):
             draw()
