@@ -15,7 +15,7 @@ import numpy as np
 
 from entropylib.validation import is_real
 from evaluation.accuracy import topk_accuracy
-from evaluation.inputs import positive_int
+from evaluation.inputs import as_labels, positive_int
 
 
 @dataclass(frozen=True)
@@ -176,14 +176,11 @@ def _finite(value: Any) -> bool:
 
 def _check_targets(target: Any, num_classes: int, name: str) -> None:
     """A batch's labels are class indices in [0, num_classes); checked on the CPU copy."""
-    target = np.asarray(target).reshape(-1)
-    if target.dtype.kind not in "iu":
-        raise TypeError(f"{name} labels must be integer class indices, got dtype {target.dtype}")
-    if target.size and (target.min() < 0 or target.max() >= num_classes):
-        bad = target[(target < 0) | (target >= num_classes)]
+    target = as_labels(np.asarray(target).reshape(-1), None, f"{name} labels")
+    if target.size and target.max() >= num_classes:
         raise ValueError(
-            f"{name} has label {bad[0]} outside [0, num_classes={num_classes}); labels must be "
-            "class indices below num_classes"
+            f"{name} has label {target.max()} outside [0, num_classes={num_classes}); labels "
+            "must be class indices below num_classes"
         )
 
 
