@@ -256,9 +256,8 @@ def export_backbone(
     _atomic_write(path, lambda f: torch.save(state, f))
     if metadata is not None:
         # the side file names the weights it describes: `sha256sum <path>` prints the same
-        with open(path, "rb") as fh:
-            digest = hashlib.file_digest(fh, "sha256").hexdigest()
-        text = json.dumps({**dict(metadata), EXPORT_DIGEST_KEY: digest}, indent=2, sort_keys=True)
+        text = json.dumps({**dict(metadata), EXPORT_DIGEST_KEY: _file_sha256(path)}, indent=2,
+                          sort_keys=True)
         _atomic_write(export_metadata_path(path), lambda f: f.write(text.encode()))
     return path
 
@@ -285,8 +284,7 @@ def load_export_metadata(path: str | os.PathLike[str]) -> dict[str, Any] | None:
         raise CheckpointError(f"cannot read export metadata {str(meta)!r}: {err}") from err
     expected = value.pop(EXPORT_DIGEST_KEY, None)
     if expected is not None:
-        with open(path, "rb") as fh:
-            actual = hashlib.file_digest(fh, "sha256").hexdigest()
+        actual = _file_sha256(path)
         if actual != expected:
             raise CheckpointError(
                 f"backbone export {os.fspath(path)!r} does not match its metadata {str(meta)!r}: "
@@ -294,6 +292,12 @@ def load_export_metadata(path: str | os.PathLike[str]) -> dict[str, Any] | None:
                 "holds the same backbone (adapters.load_encoder reads it too)"
             )
     return value
+
+
+def _file_sha256(path: str | os.PathLike[str]) -> str:
+    """The SHA-256 of a file's bytes, as ``sha256sum`` prints it."""
+    with open(path, "rb") as fh:
+        return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
 def _check_plain(value: Any, where: str) -> None:

@@ -13,12 +13,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-import numpy as np
 import torch
 from torch import nn
 
 from adapters.augment import DatasetInfo, MultiView
 from entropylib.criteria import REFERENCE_SETTINGS
+from entropylib.validation import is_integer
 
 
 @dataclass(frozen=True)
@@ -196,16 +196,12 @@ def load_exact(module: nn.Module, state: Mapping[str, torch.Tensor], what: str) 
 
 def _check_count(method: str, key: str, default: Any, value: Any) -> None:
     """Refuse a non-integer or too small value for a size / count head option."""
-    if not (default is None or _is_int(default)) or (value is None and default is None):
+    if not (default is None or is_integer(default)) or (value is None and default is None):
         return
     low = 0 if default == 0 else 1
-    if not _is_int(value) or value < low:
+    if not is_integer(value) or value < low:
         raise ValueError(
             f"head option {key!r} of method {method!r} is a size or count: expected an integer "
             f">= {low}{' (or None: derived from the backbone)' if default is None else ''}, "
             f"got {value!r}"
         )
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
