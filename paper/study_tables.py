@@ -113,6 +113,37 @@ def _difference_table(values: SeedValues, base: str, rows: Sequence[str],
     return lines
 
 
+def excluding_zero(values: SeedValues, base: str, row: str,
+                   columns: Sequence[tuple[str, str]]) -> tuple[list[str], list[str], int]:
+    """Columns whose paired 95% interval to continued lies above 0, those below, and how many
+    columns have an interval at all (at least two paired seeds)."""
+    control = values.get((base, "continued"), {})
+    metrics = values.get((base, row), {})
+    above, below, paired = [], [], 0
+    for m, header in columns:
+        diff = paired_difference(metrics.get(m, {}), control.get(m, {}))
+        if diff is None:
+            continue
+        paired += 1
+        if diff[1] > 0:
+            above.append(header)
+        elif diff[2] < 0:
+            below.append(header)
+    return above, below, paired
+
+
+def _summary_of_intervals(values: SeedValues, bases: Sequence[str]) -> list[str]:
+    lines = ["| base | row | interval above 0 | interval below 0 | contain 0 |",
+             "|---|---|---|---|---|"]
+    for base in bases:
+        for row in ROWS[2:]:
+            above, below, paired = excluding_zero(values, base, row, ACCURACIES)
+            contain = "-" if not paired else f"{paired - len(above) - len(below)} of {paired}"
+            lines.append(f"| {base} | {row} | {', '.join(above) or '-'} | "
+                         f"{', '.join(below) or '-'} | {contain} |")
+    return lines
+
+
 def _curves(plan: StudyPlan, store: RunStore) -> dict[str, tuple[list[dict], dict | None]]:
     out = {}
     for c in plan.cells:
@@ -166,6 +197,11 @@ def study_report(plan: StudyPlan, store: RunStore) -> str:
             lines.append(f"| {c.base} | {'-' if rec is None else rec['result']['selected']} "
                          f"| {scores} |")
     converged = seed_values((c for c in plan.cells if c.table == "comparison"), store)
+    lines += ["", "## Which accuracy differences exclude 0", "",
+              "Converged bases; each row's six accuracies (" +
+              ", ".join(h for _, h in ACCURACIES) + ") minus continued, paired by seed. "
+              "No correction for multiple comparisons.", ""]
+    lines += _summary_of_intervals(converged, plan.study.methods)
     short_plan = build_plan(cfg.full())
     short = seed_values((c for c in short_plan.cells if c.table == "table1"), store)
     for base in plan.study.methods:
