@@ -140,7 +140,11 @@ class RunStore:
         return [n for n in names if not (self.root / unit.key / n).exists()]
 
     def save(self, unit: Unit, result: Mapping[str, Any], seconds: float) -> dict[str, Any]:
-        """Store ``result`` of ``unit`` atomically (temporary file + rename); returns the record."""
+        """Store ``result`` of ``unit`` atomically (temporary file + rename); returns the record.
+
+        ``seconds`` is the wall time of the run that finished the unit: the earlier runs of a
+        unit resumed from its checkpoint are not included.
+        """
         record = {
             "key": unit.key,
             "kind": unit.kind,
