@@ -19,8 +19,9 @@ several columns) and a method:
 
 Inputs are checked as :func:`entropylib.estimate` checks them (:mod:`entropylib.validation`),
 with the same ``nan_policy`` (``"omit"`` drops the rows where any variable is NaN, so every
-term sees the same rows), ``ties`` (for KSG a zero joint k-th neighbour distance is a tie;
-``"jitter"`` dequantizes each column) and ``base``. Variables must all be numpy arrays or all
+term sees the same rows), ``ties`` (for KSG a zero joint k-th neighbour distance is a tie,
+and for KSG2 a zero neighbour extent in one variable; ``"jitter"`` dequantizes each column)
+and ``base``. Variables must all be numpy arrays or all
 torch tensors; a tensor result keeps the input's dtype and device, and is differentiable with
 the entropy-difference forms on the torch backend (KSG counts have no gradient).
 
