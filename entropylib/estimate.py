@@ -208,7 +208,7 @@ class _Runner:
         if n < need:
             raise ValueError(
                 f"method {self.spec.name!r} needs at least {need} samples per column with "
-                f"these options, got n = {n}"
+                f"these options, got n = {n}" + validation.axis_hint(n, data.shape[1], need)
             )
         return opts
 

@@ -222,6 +222,7 @@ def _information(measure: str, variables: dict[str, Any], method: str, *, base, 
     data, groups, like = _stack(variables, nan_policy)
     if data is None:  # NaN under nan_policy="propagate"
         return _finish(math.nan, like)
+    _check_sample_size(spec, options, data.shape)
     if standardize:
         data = _unit_std(data)
     if spec.information:
@@ -230,6 +231,18 @@ def _information(measure: str, variables: dict[str, Any], method: str, *, base, 
         kwargs = dict(backend=backend, ties=ties, seed=seed, **options)
         value = _entropy_difference(measure, method, data, groups, kwargs)
     return _finish(value / log_base, like)
+
+
+def _check_sample_size(spec: registry.Method, options: dict[str, Any],
+                       shape: tuple[int, ...]) -> None:
+    """Too few rows for the method raise before anything else: one row would make every
+    column constant, which the entropy differences count as carrying no information (0)."""
+    n = shape[0]
+    known = {key: value for key, value in options.items() if key in spec.options}
+    need = spec.min_samples(spec.check_options({**spec.options, **known}, n), n)
+    if n < need:
+        raise ValueError(f"method {spec.name!r} needs at least {need} samples with these "
+                         f"options, got n = {n}" + validation.axis_hint(n, shape[1], need))
 
 
 def _unit_std(data: Any) -> Any:
@@ -277,10 +290,6 @@ def _ksg(spec: registry.Method, measure: str, data: Any, groups: list[list[int]]
         arr = validation.to_frame(arr, exponents)
     n = arr.shape[0]
     opts = dict(spec.check_options({**spec.options, **options}, n))
-    need = spec.min_samples(opts, n)
-    if n < need:
-        raise ValueError(f"method {spec.name!r} needs at least {need} samples with these "
-                         f"options, got n = {n}")
     impls = spec.information[measure]
     if backend == "auto":
         backend = "numba" if n >= KSG_NUMBA_MIN_N else "numpy"

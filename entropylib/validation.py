@@ -157,6 +157,15 @@ def _tensor_samples(x: Any, name: str) -> Samples:
     return Samples(x.reshape(-1, 1) if was_1d else x, was_1d, True)
 
 
+def axis_hint(rows: int, columns: int, need: int) -> str:
+    """The end of a too-few-samples message: a hint when the sample looks transposed (too
+    few rows, but enough columns to be the samples)."""
+    if columns < need:
+        return ""
+    return (f"; the sample has {rows} row(s) and {columns} columns, and samples go along "
+            "axis 0 (one row per sample): pass the transpose if each row holds one variable")
+
+
 def _check_shape(shape: tuple[int, ...], name: str) -> None:
     if len(shape) not in (1, 2):
         raise ValueError(

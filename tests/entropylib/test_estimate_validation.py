@@ -500,3 +500,17 @@ def test_the_empty_input_message_tells_the_truth(method, m):
     else:
         with pytest.raises(ValueError):
             entropylib.estimate(rng.normal(size=n), method, **options)
+
+
+@pytest.mark.parametrize("joint", [False, True])
+def test_a_row_vector_is_told_that_samples_go_along_axis_0(joint):
+    """(1, n): one sample of n columns. The error said only 'needs at least 4 samples per
+    column, got n = 1'; it now says how the sample is laid out."""
+    x = np.random.default_rng(0).normal(size=(1, 200))
+    with pytest.raises(ValueError, match=r"got n = 1; .* 200 columns.*axis 0.*transpose"):
+        entropylib.estimate(x, "knn", joint=joint)
+
+
+def test_no_axis_hint_when_there_are_too_few_columns_to_be_samples():
+    with pytest.raises(ValueError, match=r"got n = 3$"):
+        entropylib.estimate(np.random.default_rng(0).normal(size=(3, 2)), "knn")
