@@ -27,6 +27,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from threadpoolctl import threadpool_limits
 
 from evaluation.features import AMP_MODES
@@ -223,10 +224,34 @@ def prepare(
                              num_workers=args.workers, amp=args.amp)
             if "transfer" in protocols:
                 data.check(make_options("transfer", options).spec)
+            _check_label_fractions(data, protocols, options, set(subset_lists(args.subset_list)))
         except (FileNotFoundError, ValueError) as err:  # CheckpointError is a ValueError
             raise ValueError(str(err) if path in str(err) else f"{path}: {err}") from None
         models.append(data)
     return models
+
+
+def _check_label_fractions(data: ModelData, protocols: Sequence[str], options: dict[str, Any],
+                           listed: set[float]) -> None:
+    """Every labelled subset a protocol draws can be split for validation (2 images of each
+    class), checked on the data set's labels when it lists them (``targets``) before any
+    feature is extracted, not after the protocols before it have run. The class counts of a
+    subset do not depend on its seed; a fraction fixed by a subset list is not drawn."""
+    from evaluation.subsets import label_subset, validation_split
+
+    targets = getattr(data.dataset(data.data, True), "targets", None)
+    if targets is None:
+        return
+    labels = np.asarray(targets)[data.train_idx]
+    for name in protocols:
+        opts = make_options(name, options)
+        for fraction in sorted(set(getattr(opts, "fractions", ())) - listed):
+            subset = label_subset(labels, fraction, seed=0, num_classes=data.num_classes)
+            try:
+                validation_split(labels, subset, fraction=opts.val_fraction, seed=0)
+            except ValueError as err:
+                raise ValueError(f"{name} at --fractions {fraction * 100:g} on "
+                                 f"{data.data.name}: {err}") from None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
