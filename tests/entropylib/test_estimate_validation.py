@@ -376,8 +376,18 @@ def test_numpy_in_numpy_out():
 
 
 def test_unknown_method():
-    with pytest.raises(ValueError, match="unknown method 'spacing'; available methods: .*vasicek"):
-        entropylib.estimate(normal(), "spacing")
+    with pytest.raises(ValueError, match="unknown method 'scipy'; available methods: .*vasicek"):
+        entropylib.estimate(normal(), "scipy")
+
+
+@pytest.mark.parametrize(("name", "meant"), [
+    ("spacing", "'m_spacing'"), ("Vasicek", "'vasicek'"), ("weighted-knn", "'weighted_knn'"),
+    ("ksg", "'ksg1' or 'ksg2'"),  # equally close: both named
+])
+def test_a_misspelt_or_miscased_method_gets_the_closest_names(name, meant):
+    with pytest.raises(ValueError, match=rf"unknown method '{name}' \(did you mean {meant}\?\); "
+                       "available methods: "):
+        entropylib.estimate(normal(), name)
 
 
 def test_unknown_option():
