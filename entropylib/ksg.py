@@ -117,8 +117,8 @@ def ksg2(data: np.ndarray, groups: Groups, *, k: int = 3, ties: str = "raise",
         # for a discrete variable) makes n_v count only those copies: a tie, like a zero radius
         floor = validation.tie_floor(sub).max(keepdims=True) if ties == "floor" else None
         extent = validation.apply_tie_policy(
-            extent.reshape(-1, 1), ties, floor, what="neighbour extents",
-            subject=f"variable {v} (counting from 0 in the order given)").reshape(-1)
+            extent.reshape(-1, 1), ties, floor, subject="the sample",
+            what=f"neighbour extents in variable {v} (the first given is 0)").reshape(-1)
         total += _mean_digamma(knn.count_within(sub, extent, False, use_numba))
     return float(digamma(k) - 1 / k + digamma(data.shape[0]) - total)
 
