@@ -21,9 +21,9 @@ Inputs are checked as :func:`entropylib.estimate` checks them (:mod:`entropylib.
 with the same ``nan_policy`` (``"omit"`` drops the rows where any variable is NaN, so every
 term sees the same rows), ``ties`` (for KSG a zero joint k-th neighbour distance is a tie,
 and for KSG2 a zero neighbour extent in one variable; ``"jitter"`` dequantizes each column)
-and ``base``. Variables must all be numpy arrays or all
-torch tensors; a tensor result keeps the input's dtype and device, and is differentiable with
-the entropy-difference forms on the torch backend (KSG counts have no gradient).
+and ``base``. Variables must all be numpy arrays or all torch tensors; a tensor result keeps
+the input's dtype and device, and is differentiable with the entropy-difference forms on the
+torch backend (KSG counts have no gradient).
 
 Units: the three measures are invariant under an invertible map of each variable, so they
 must not depend on the units of a column, but the kNN estimators (KSG, ``"knn"``,
