@@ -85,18 +85,22 @@ def _numbers(text: str, flag: str, kind: type) -> tuple:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``python -m evaluation``."""
+    from adapters.data import dataset_names
+
     p = argparse.ArgumentParser(prog="python -m evaluation", description=__doc__.split("\n")[0])
     p.add_argument("--checkpoint", action="append", required=True, help="repeat per model")
     p.add_argument("--name", action="append", help="display name per checkpoint (same order)")
-    p.add_argument("--dataset", required=True)
+    p.add_argument("--dataset", required=True, help=f"one of {', '.join(dataset_names())}")
     p.add_argument("--features", default="backbone", choices=("backbone", "projector"),
                    help="evaluate backbone features, or the projector output the criteria see "
                    "(needs checkpoint.pt files)")
     p.add_argument("--data-root", default=None)
     p.add_argument("--protocols", default="knn,linear,diagnostics,separability",
                    help=f"comma list of {','.join(PROTOCOLS)}")
-    p.add_argument("--fractions", default="1,10,100", help="label percentages")
-    p.add_argument("--seeds", type=int, default=3, help="number of seeds (0..n-1)")
+    p.add_argument("--fractions", default="1,10,100",
+                   help="label percentages (default: %(default)s)")
+    p.add_argument("--seeds", type=int, default=3,
+                   help="number of seeds (0..n-1; default: %(default)s)")
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--overwrite", action="store_true",
                    help="replace an existing report in --out (its results and plots)")
@@ -113,7 +117,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cs", default=",".join(f"{c:g}" for c in DEFAULT_CS),
                    help="inverse regularisation strengths tried by the cached-feature probe")
     p.add_argument("--knn-backend", default="auto", choices=("auto", "faiss", "brute"))
-    p.add_argument("--transfer-dataset", default="digits")
+    p.add_argument("--transfer-dataset", default="digits",
+                   help="data set of the transfer protocol (default: %(default)s)")
     p.add_argument("--transfer-root", default=None)
     p.add_argument("--probe-epochs", type=int, default=100, help="sgd-linear epochs")
     p.add_argument("--probe-lr", type=float, default=0.3)
