@@ -524,3 +524,15 @@ def test_a_row_vector_is_told_that_samples_go_along_axis_0(joint):
 def test_no_axis_hint_when_there_are_too_few_columns_to_be_samples():
     with pytest.raises(ValueError, match=r"got n = 3$"):
         entropylib.estimate(np.random.default_rng(0).normal(size=(3, 2)), "knn")
+
+
+def test_too_few_samples_under_auto_says_auto_chose_the_method():
+    """method="auto" (the default) named only the method it picked ("method 'vasicek' needs
+    at least 5 samples"), which the caller never wrote."""
+    x = np.arange(3.0)
+    with pytest.raises(ValueError, match=r"^method='auto' \(here 'vasicek'\) needs at least 5 "):
+        entropylib.estimate(x)
+    with pytest.raises(ValueError, match=r"^x is empty .*; method='auto' \(here 'vasicek'\)"):
+        entropylib.estimate(x[:0])
+    with pytest.raises(ValueError, match=r"^method 'knn' needs at least 4 "):
+        entropylib.estimate(x, "knn")
