@@ -250,6 +250,8 @@ def _check_label_fractions(data: ModelData, protocols: Sequence[str], options: d
     labels = np.asarray(targets)[data.train_idx]
     for name in protocols:
         opts = make_options(name, options)
+        if not hasattr(opts, "val_fraction"):  # a protocol that makes no validation split
+            continue
         for fraction in sorted(set(getattr(opts, "fractions", ())) - listed):
             subset = label_subset(labels, fraction, seed=0, num_classes=data.num_classes)
             try:
