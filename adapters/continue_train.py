@@ -92,8 +92,10 @@ def build_parser(mode: str) -> argparse.ArgumentParser:
         p.add_argument("--layout", help="official layout, if detection should be overridden")
     p.add_argument("--backbone", choices=sorted(BACKBONES),
                    help="architecture (continue: taken from the checkpoint; official: resnet50)")
-    p.add_argument("--dataset", default="fashion-mnist")
-    p.add_argument("--data-root")
+    p.add_argument("--dataset", default="fashion-mnist",
+                   help=f"one of {', '.join(data.dataset_names())} (default: %(default)s)")
+    p.add_argument("--data-root", help="its folder (default for fashion-mnist: "
+                   f"${data.FASHION_MNIST_ENV}, else Debian's); unused by digits and fake")
     p.add_argument("--epochs", type=int, default=1, help="ADDITIONAL epochs to train")
     p.add_argument("--max-steps", type=int, help="stop after this many steps in total")
     p.add_argument("--batch-size", type=int, default=256, help="per process")

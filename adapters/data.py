@@ -117,6 +117,18 @@ DIGITS_TEST_EVERY = 5
 FAKE_SIZES = {True: 512, False: 256}
 
 
+def dataset_names() -> list[str]:
+    """The names :func:`dataset_info` and :func:`load_dataset` take, sorted.
+
+    Examples
+    --------
+    >>> from adapters.data import dataset_names
+    >>> "fashion-mnist" in dataset_names()
+    True
+    """
+    return sorted(_INFOS)
+
+
 def dataset_info(name: str) -> DatasetInfo:
     """Shape, class count and normalisation statistics of a named data set.
 
@@ -129,7 +141,7 @@ def dataset_info(name: str) -> DatasetInfo:
     try:
         return _INFOS[name]
     except KeyError:
-        raise ValueError(f"unknown dataset {name!r}; expected one of {sorted(_INFOS)}") from None
+        raise ValueError(f"unknown dataset {name!r}; expected one of {dataset_names()}") from None
 
 
 class ImageArrayDataset(Dataset):

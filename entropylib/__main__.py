@@ -1,4 +1,4 @@
-"""Estimator demo (``python -m entropylib``, run by ``make demo``).
+"""Estimator demo: the spacing estimators against known entropies.
 
 Draws n samples from a few scipy.stats distributions with known entropy and prints, for every
 spacing estimator, the estimate and its error against the closed form, in nats.

@@ -123,7 +123,8 @@ def estimate(
     array([2.045, 3.045])
     """
     joint = validation.check_flag("joint", joint)
-    if method == "auto":
+    chosen = method == "auto"
+    if chosen:
         if options:
             raise TypeError(
                 f"method='auto' takes no estimator options, got {sorted(options)}; name the "
@@ -146,7 +147,7 @@ def estimate(
         )
     if _is_empty(x):
         raise ValueError(
-            f"x is empty (shape {_shape(x)}); method {method!r} needs "
+            f"x is empty (shape {_shape(x)}); {_label(method, chosen)} needs "
             f"{_smallest_n(spec, options)} samples per column"
         )
     samples = validation.as_samples(x)
@@ -167,7 +168,7 @@ def estimate(
             "pass nan_policy='omit' to drop them or 'propagate' to return NaN"
         )
 
-    run = _Runner(spec, impls[backend], backend, ties, seed, options)
+    run = _Runner(spec, impls[backend], backend, ties, seed, options, _label(method, chosen))
     run.may_need_frame = validation.frame_exponents(lo, hi, "column") is not None
     if joint:
         if nan_cols.any():
@@ -186,7 +187,7 @@ def estimate(
 class _Runner:
     """Fills in options, applies the tie policy and calls one implementation."""
 
-    def __init__(self, spec, impl, backend, ties, seed, options):
+    def __init__(self, spec, impl, backend, ties, seed, options, label):
         unknown = set(options) - set(spec.options)
         if unknown:
             raise TypeError(
@@ -195,6 +196,7 @@ class _Runner:
             )
         self.spec, self.impl, self.backend = spec, impl, backend
         self.ties, self.seed, self.options = ties, seed, options
+        self.label = label
         #: (floored count per column, gaps per column, what, column numbers) under "floor"
         self.floored: list = []
         #: False when the whole sample is known to be at a safe scale (no frame needed)
@@ -207,8 +209,8 @@ class _Runner:
         need = self.spec.min_samples(opts, n)
         if n < need:
             raise ValueError(
-                f"method {self.spec.name!r} needs at least {need} samples per column with "
-                f"these options, got n = {n}"
+                f"{self.label} needs at least {need} samples per column with "
+                f"these options, got n = {n}" + validation.axis_hint(n, data.shape[1], need)
             )
         return opts
 
@@ -325,6 +327,12 @@ def _marginal_with_nans(run: _Runner, data: Any, nan_cols: np.ndarray, nan_polic
                 raise ValueError(f"column {j} is all NaN: nothing is left after omitting NaN")
             out[j : j + 1] = run.marginal(col.reshape(-1, 1), columns=[j])
     return out
+
+
+def _label(method: str, chosen: bool) -> str:
+    """The method as messages name it; ``chosen``: picked by ``method="auto"``, which the
+    caller wrote instead of this name."""
+    return f"method='auto' (here {method!r})" if chosen else f"method {method!r}"
 
 
 def _shape(x: Any) -> tuple[int, ...]:

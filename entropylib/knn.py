@@ -95,7 +95,8 @@ def kozachenko_leonenko(
         rho = _kth_distance_numpy(x, k, norm, use_numba)
     rho = rho.reshape(n, 1)
     floor = _joint_floor(x) if ties == "floor" else None
-    rho = validation.apply_tie_policy(rho, ties, floor, what="k-th neighbour distances")
+    rho = validation.apply_tie_policy(rho, ties, floor, what="k-th neighbour distances",
+                                      subject="the joint sample")
     return d * _mean_log(rho)[0] + (
         float(digamma(n) - digamma(k)) + log_unit_ball_volume(d, norm)
     )

@@ -108,11 +108,17 @@ def ksg2(data: np.ndarray, groups: Groups, *, k: int = 3, ties: str = "raise",
     dist, idx = tree.query(data, k=k + 1, p=np.inf, workers=workers)
     _check_ties(dist[:, k], data, ties)
     total = 0.0
-    for g in groups:
+    for v, g in enumerate(groups):
         # the k + 1 nearest points include x_i itself (extent 0), or, if other points share
         # its position, one of them instead: the extent over all k + 1 is the same
         sub = data[:, g]
         extent = np.abs(sub[idx] - sub[:, None, :]).max(axis=(1, 2))
+        # a zero extent (the k joint neighbours all share x_i's value of this variable, as
+        # for a discrete variable) makes n_v count only those copies: a tie, like a zero radius
+        floor = validation.tie_floor(sub).max(keepdims=True) if ties == "floor" else None
+        extent = validation.apply_tie_policy(
+            extent.reshape(-1, 1), ties, floor, subject="the sample",
+            what=f"neighbour extents in variable {v} (the first given is 0)").reshape(-1)
         total += _mean_digamma(knn.count_within(sub, extent, False, use_numba))
     return float(digamma(k) - 1 / k + digamma(data.shape[0]) - total)
 
@@ -174,7 +180,8 @@ def joint_radius(data: np.ndarray, k: int, ties: str, use_numba: bool) -> np.nda
 def _check_ties(eps: np.ndarray, data: np.ndarray, ties: str) -> np.ndarray:
     floor = validation.tie_floor(data).max(keepdims=True) if ties == "floor" else None
     out = validation.apply_tie_policy(eps.reshape(-1, 1), ties, floor,
-                                      what="joint k-th neighbour distances")
+                                      what="joint k-th neighbour distances",
+                                      subject="the joint sample")
     return out.reshape(-1)
 
 

@@ -16,6 +16,7 @@ Implementation contract (validation has already happened when these are called):
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -129,7 +130,8 @@ def get(name: str, measure: str = "entropy") -> Method:
         method = _REGISTRY[name]
     except KeyError:
         raise ValueError(
-            f"unknown method {name!r}; available methods: {', '.join(sorted(_REGISTRY))}"
+            f"unknown method {name!r}{_did_you_mean(name)}; available methods: "
+            f"{', '.join(sorted(_REGISTRY))}"
         ) from None
     if measure not in method.measures:
         able = [n for n, m in sorted(_REGISTRY.items()) if measure in m.measures]
@@ -150,3 +152,13 @@ def methods() -> dict[str, dict[str, Any]]:
     ('numpy', 'numba', 'torch')
     """
     return {name: m.describe() for name, m in sorted(_REGISTRY.items())}
+
+
+def _did_you_mean(name: str) -> str:
+    """``" (did you mean 'x'?)"`` with the registered names closest to a misspelt or
+    miscased one (all that are equally close), or ``""`` when none is close."""
+    score = {n: difflib.SequenceMatcher(None, name.lower(), n).ratio() for n in sorted(_REGISTRY)}
+    best = max(score.values(), default=0.0)
+    if best < 0.6:
+        return ""
+    return f" (did you mean {' or '.join(repr(n) for n, r in score.items() if r == best)}?)"

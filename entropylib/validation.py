@@ -157,6 +157,15 @@ def _tensor_samples(x: Any, name: str) -> Samples:
     return Samples(x.reshape(-1, 1) if was_1d else x, was_1d, True)
 
 
+def axis_hint(rows: int, columns: int, need: int) -> str:
+    """The end of a too-few-samples message: a hint when the sample looks transposed (too
+    few rows, but enough columns to be the samples)."""
+    if columns < need:
+        return ""
+    return (f"; the sample has {rows} row(s) and {columns} columns, and samples go along "
+            "axis 0 (one row per sample): pass the transpose if each row holds one variable")
+
+
 def _check_shape(shape: tuple[int, ...], name: str) -> None:
     if len(shape) not in (1, 2):
         raise ValueError(
@@ -318,17 +327,21 @@ def tie_floor(data: Any) -> Any:
     return np.ptp(data, axis=0) * np.finfo(data.dtype).eps
 
 
-def apply_tie_policy(gaps: Any, ties: str, floor: Any, what: str = "spacings") -> Any:
+def apply_tie_policy(
+    gaps: Any, ties: str, floor: Any, what: str = "spacings", subject: str | None = None
+) -> Any:
     """Apply the tie policy to nonnegative gaps of shape (k, d) (spacings or distances).
 
     ``"raise"``: ValueError if any gap is zero. ``"floor"``: zero (or sub-floor) gaps become
     ``floor`` (per column); in torch the floored entries carry no gradient. ``"jitter"``:
     the data were already dequantized, so gaps are returned unchanged, unless a zero gap is
-    left (the noise vanished in rounding), which raises too.
+    left (the noise vanished in rounding), which raises too. ``subject`` names what the
+    gaps belong to in that error when it is not column j of the caller's data (a joint
+    sample, one variable of an information measure).
     """
     if ties in ("raise", "jitter"):
         zero = (gaps <= 0).sum(dim=0).cpu().numpy() if is_tensor(gaps) else (gaps <= 0).sum(axis=0)
-        check_zero_counts(zero, ties, what)
+        check_zero_counts(zero, ties, what, subject=subject)
         return gaps
     if ties == "floor":
         if _FLOORED.get() is not None:
@@ -344,9 +357,14 @@ def apply_tie_policy(gaps: Any, ties: str, floor: Any, what: str = "spacings") -
 
 
 def check_zero_counts(
-    zero: np.ndarray, ties: str, what: str = "spacings", total: int | None = None
+    zero: np.ndarray,
+    ties: str,
+    what: str = "spacings",
+    total: int | None = None,
+    subject: str | None = None,
 ) -> None:
-    """Raise the tie error if any column has a zero gap; ``zero`` counts them per column.
+    """Raise the tie error if any column has a zero gap; ``zero`` counts them per column
+    (``subject``: as in :func:`apply_tie_policy`).
 
     Under "floor" ``zero`` counts the floored gaps (of ``total`` per column), which
     `estimate` may warn about (:func:`count_floored`); nothing is raised.
@@ -358,16 +376,17 @@ def check_zero_counts(
     if not np.any(zero):
         return
     col = int(np.flatnonzero(zero)[0])
+    subject = subject or f"column {col}"
     if ties == "jitter":
         raise ValueError(
-            f"column {col} still has {int(zero[col])} zero {what} after ties='jitter': the "
+            f"{subject} still has {int(zero[col])} zero {what} after ties='jitter': the "
             "dequantizing noise is below the resolution of the dtype at this scale. Convert "
             "to float64, or pass ties='floor'"
         )
     raise ValueError(
-        f"column {col} has {int(zero[col])} zero {what} (tied values), so log(0) = -inf. "
-        "Pass ties='jitter' to dequantize repeated values or ties='floor' to treat a tie "
-        "as a one-ulp gap"
+        f"{subject} has {int(zero[col])} zero {what}: tied values, which a continuous law "
+        "gives with probability 0. Pass ties='jitter' to dequantize repeated values (integer "
+        "or rounded data) or ties='floor' to treat a tie as a one-ulp gap"
     )
 
 

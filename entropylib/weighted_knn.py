@@ -104,6 +104,11 @@ def weighted_kozachenko_leonenko(
     >>> bool(abs(h - true) < 0.15)
     True
     """
+    return _weighted_kl(x, k, norm, ties, "column 0" if x.shape[1] == 1 else "the joint sample")
+
+
+def _weighted_kl(x: np.ndarray, k: int | None, norm: str, ties: str, subject: str) -> float:
+    """The estimate; ``subject`` names the sample in a tie error (which column, or joint)."""
     n, d = x.shape
     k = default_k(n, d) if k is None else k
     if k <= cancelled_terms(d):
@@ -119,7 +124,8 @@ def weighted_kozachenko_leonenko(
     rho = rho[:, 1:]
     floor = validation.tie_floor(x).max(keepdims=True) if ties == "floor" else None
     rho = validation.apply_tie_policy(rho.reshape(-1, 1), ties, floor,
-                                      what="neighbour distances").reshape(n, k)
+                                      what="neighbour distances",
+                                      subject=subject).reshape(n, k)
     per_k = d * np.log(rho).mean(axis=0) - digamma(np.arange(1, k + 1))
     return float(weights(k, d) @ per_k + digamma(n) + knn.log_unit_ball_volume(d, norm))
 
@@ -129,7 +135,8 @@ def _joint(x: np.ndarray, *, k: int | None, norm: str, ties: str) -> float:
 
 
 def _marginal(x: np.ndarray, *, k: int | None, norm: str, ties: str) -> np.ndarray:
-    return np.array([_joint(x[:, [j]], k=k, norm=norm, ties=ties) for j in range(x.shape[1])])
+    return np.array([_weighted_kl(x[:, [j]], k, norm, ties, f"column {j}")
+                     for j in range(x.shape[1])])
 
 
 def _check_options(options: Mapping[str, Any], n: int) -> Mapping[str, Any]:

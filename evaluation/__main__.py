@@ -27,6 +27,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from threadpoolctl import threadpool_limits
 
 from evaluation.features import AMP_MODES
@@ -84,18 +85,22 @@ def _numbers(text: str, flag: str, kind: type) -> tuple:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``python -m evaluation``."""
+    from adapters.data import dataset_names
+
     p = argparse.ArgumentParser(prog="python -m evaluation", description=__doc__.split("\n")[0])
     p.add_argument("--checkpoint", action="append", required=True, help="repeat per model")
     p.add_argument("--name", action="append", help="display name per checkpoint (same order)")
-    p.add_argument("--dataset", required=True)
+    p.add_argument("--dataset", required=True, help=f"one of {', '.join(dataset_names())}")
     p.add_argument("--features", default="backbone", choices=("backbone", "projector"),
                    help="evaluate backbone features, or the projector output the criteria see "
                    "(needs checkpoint.pt files)")
     p.add_argument("--data-root", default=None)
     p.add_argument("--protocols", default="knn,linear,diagnostics,separability",
                    help=f"comma list of {','.join(PROTOCOLS)}")
-    p.add_argument("--fractions", default="1,10,100", help="label percentages")
-    p.add_argument("--seeds", type=int, default=3, help="number of seeds (0..n-1)")
+    p.add_argument("--fractions", default="1,10,100",
+                   help="label percentages (default: %(default)s)")
+    p.add_argument("--seeds", type=int, default=3,
+                   help="number of seeds (0..n-1; default: %(default)s)")
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--overwrite", action="store_true",
                    help="replace an existing report in --out (its results and plots)")
@@ -112,7 +117,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cs", default=",".join(f"{c:g}" for c in DEFAULT_CS),
                    help="inverse regularisation strengths tried by the cached-feature probe")
     p.add_argument("--knn-backend", default="auto", choices=("auto", "faiss", "brute"))
-    p.add_argument("--transfer-dataset", default="digits")
+    p.add_argument("--transfer-dataset", default="digits",
+                   help="data set of the transfer protocol (default: %(default)s)")
     p.add_argument("--transfer-root", default=None)
     p.add_argument("--probe-epochs", type=int, default=100, help="sgd-linear epochs")
     p.add_argument("--probe-lr", type=float, default=0.3)
@@ -223,10 +229,36 @@ def prepare(
                              num_workers=args.workers, amp=args.amp)
             if "transfer" in protocols:
                 data.check(make_options("transfer", options).spec)
+            _check_label_fractions(data, protocols, options, set(subset_lists(args.subset_list)))
         except (FileNotFoundError, ValueError) as err:  # CheckpointError is a ValueError
             raise ValueError(str(err) if path in str(err) else f"{path}: {err}") from None
         models.append(data)
     return models
+
+
+def _check_label_fractions(data: ModelData, protocols: Sequence[str], options: dict[str, Any],
+                           listed: set[float]) -> None:
+    """Every labelled subset a protocol draws can be split for validation (2 images of each
+    class), checked on the data set's labels when it lists them (``targets``) before any
+    feature is extracted, not after the protocols before it have run. The class counts of a
+    subset do not depend on its seed; a fraction fixed by a subset list is not drawn."""
+    from evaluation.subsets import label_subset, validation_split
+
+    targets = getattr(data.dataset(data.data, True), "targets", None)
+    if targets is None:
+        return
+    labels = np.asarray(targets)[data.train_idx]
+    for name in protocols:
+        opts = make_options(name, options)
+        if not hasattr(opts, "val_fraction"):  # a protocol that makes no validation split
+            continue
+        for fraction in sorted(set(getattr(opts, "fractions", ())) - listed):
+            subset = label_subset(labels, fraction, seed=0, num_classes=data.num_classes)
+            try:
+                validation_split(labels, subset, fraction=opts.val_fraction, seed=0)
+            except ValueError as err:
+                raise ValueError(f"{name} at --fractions {fraction * 100:g} on "
+                                 f"{data.data.name}: {err}") from None
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -39,10 +39,20 @@ __all__ = [
     "gather_with_grad",
 ]
 
-CRITERIA: dict[str, type] = {
+
+class _Criteria(dict):
+    """A dict of criterion classes whose missing key names the ones there are."""
+
+    def __missing__(self, key: object) -> type:
+        # "vicreg" (the base loss) for "vcreg" (the criterion) is the likely slip
+        raise KeyError(f"unknown criterion {key!r}; the criteria are {sorted(self)}; the base "
+                       "SSL losses are the classes VICRegLoss, SwAVLoss and SimSiamLoss")
+
+
+CRITERIA: dict[str, type] = _Criteria({
     "e2mc": E2MC,
     "vcreg": VCReg,
     "mmcr": MMCR,
     "uniformity": Uniformity,
     "logdet": LogDet,
-}
+})

@@ -65,6 +65,16 @@ def test_bad_input_is_a_clear_error_and_overwrites_nothing(
     assert _snapshot(existing_run) == before
 
 
+def test_help_lists_the_data_sets(capsys):
+    """--dataset had no help: the names were only in the README or an error."""
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for name in ("cifar10", "cifar100", "digits", "fake", "fashion-mnist", "imagefolder", "stl10"):
+        assert name in text.split("--dataset DATASET")[-1]  # its help entry, not the usage
+    assert "ENTROPYLIB_FASHION_MNIST" in text
+
+
 def test_unknown_method_is_rejected_by_the_parser(existing_run, capsys):
     with pytest.raises(SystemExit) as exc:
         main([*TINY, "--method", "byol", "--out", str(existing_run)], mode="pretrain")

@@ -187,7 +187,7 @@ def test_ties_raise(method, backend):
     what = "windows of tied values" if method == "correa" else "spacings"
     # groups of 30 equal values: zero gaps for every window of m = round(sqrt(150)) = 12
     x = np.repeat(np.arange(5.0), 30)[:, None]
-    with pytest.raises(ValueError, match=rf"column 0 has \d+ zero {what} .*ties='jitter'"):
+    with pytest.raises(ValueError, match=rf"column 0 has \d+ zero {what}:.*ties='jitter'"):
         entropylib.estimate(x, method, backend=backend)
 
 
@@ -376,8 +376,18 @@ def test_numpy_in_numpy_out():
 
 
 def test_unknown_method():
-    with pytest.raises(ValueError, match="unknown method 'spacing'; available methods: .*vasicek"):
-        entropylib.estimate(normal(), "spacing")
+    with pytest.raises(ValueError, match="unknown method 'scipy'; available methods: .*vasicek"):
+        entropylib.estimate(normal(), "scipy")
+
+
+@pytest.mark.parametrize(("name", "meant"), [
+    ("spacing", "'m_spacing'"), ("Vasicek", "'vasicek'"), ("weighted-knn", "'weighted_knn'"),
+    ("ksg", "'ksg1' or 'ksg2'"),  # equally close: both named
+])
+def test_a_misspelt_or_miscased_method_gets_the_closest_names(name, meant):
+    with pytest.raises(ValueError, match=rf"unknown method '{name}' \(did you mean {meant}\?\); "
+                       "available methods: "):
+        entropylib.estimate(normal(), name)
 
 
 def test_unknown_option():
@@ -500,3 +510,29 @@ def test_the_empty_input_message_tells_the_truth(method, m):
     else:
         with pytest.raises(ValueError):
             entropylib.estimate(rng.normal(size=n), method, **options)
+
+
+@pytest.mark.parametrize("joint", [False, True])
+def test_a_row_vector_is_told_that_samples_go_along_axis_0(joint):
+    """(1, n): one sample of n columns. The error said only 'needs at least 4 samples per
+    column, got n = 1'; it now says how the sample is laid out."""
+    x = np.random.default_rng(0).normal(size=(1, 200))
+    with pytest.raises(ValueError, match=r"got n = 1; .* 200 columns.*axis 0.*transpose"):
+        entropylib.estimate(x, "knn", joint=joint)
+
+
+def test_no_axis_hint_when_there_are_too_few_columns_to_be_samples():
+    with pytest.raises(ValueError, match=r"got n = 3$"):
+        entropylib.estimate(np.random.default_rng(0).normal(size=(3, 2)), "knn")
+
+
+def test_too_few_samples_under_auto_says_auto_chose_the_method():
+    """method="auto" (the default) named only the method it picked ("method 'vasicek' needs
+    at least 5 samples"), which the caller never wrote."""
+    x = np.arange(3.0)
+    with pytest.raises(ValueError, match=r"^method='auto' \(here 'vasicek'\) needs at least 5 "):
+        entropylib.estimate(x)
+    with pytest.raises(ValueError, match=r"^x is empty .*; method='auto' \(here 'vasicek'\)"):
+        entropylib.estimate(x[:0])
+    with pytest.raises(ValueError, match=r"^method 'knn' needs at least 4 "):
+        entropylib.estimate(x, "knn")

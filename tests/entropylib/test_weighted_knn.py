@@ -46,3 +46,13 @@ def test_the_direct_call_returns_a_python_float():
     h = weighted_knn.weighted_kozachenko_leonenko(x)
     assert type(h) is float
     assert h == entropylib.estimate(x, "weighted_knn", joint=True)
+
+
+def test_a_tie_error_names_the_column_that_has_the_ties():
+    """Per-column estimates run one column at a time; the error named column 0 for any."""
+    rng = np.random.default_rng(0)
+    x = np.column_stack([rng.normal(size=500), rng.integers(0, 5, 500)])
+    with pytest.raises(ValueError, match="^column 1 has"):
+        entropylib.estimate(x, "weighted_knn")
+    with pytest.raises(ValueError, match="^the joint sample has"):
+        entropylib.estimate(np.repeat(x, 2, axis=0), "weighted_knn", joint=True)

@@ -155,6 +155,21 @@ def test_inputs_are_checked_before_any_work(tmp_path, capsys):
         assert not out.exists()
 
 
+def test_a_label_fraction_too_small_to_validate_is_checked_before_any_work(tmp_path, capsys):
+    """1% of digits' ~143 training images per class is 1 image, which the probe's validation
+    split refuses: that stopped the run (status 1) after the kNN work, with the default
+    --fractions 1,10,100. The class counts are known before any feature is extracted."""
+    ckpt = _export(tmp_path / "m" / "backbone.pt", 0)
+    out = tmp_path / "report"
+    argv = [a if a != "100" else "1,100" for a in _tiny_argv(ckpt, out, "--protocols",
+                                                             "knn,linear")]
+    argv[argv.index("--max-train") + 1] = "1433"  # the whole split: 143 to 160 per class
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "linear at --fractions 1 on digits: class" in err and "at least 2 per class" in err
+    assert not out.exists()
+
+
 def test_missing_subset_list_is_a_one_line_error(tmp_path, capsys):
     ckpt = _export(tmp_path / "m" / "backbone.pt", 0)
     out = tmp_path / "report"

@@ -28,6 +28,15 @@ def test_defaults_are_the_documented_ones():
     assert options["k"] == (20, 200) and options["cs"] == (1e-3, 1e-2, 1e-1, 1.0, 10.0)
 
 
+def test_help_names_the_data_sets_and_the_seeded_defaults(capsys):
+    """--dataset had no help, and --fractions / --seeds hid their defaults."""
+    with pytest.raises(SystemExit):
+        cli.build_parser().parse_args(["--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "--dataset DATASET one of cifar10, cifar100, digits, fake, fashion-mnist" in text
+    assert "label percentages (default: 1,10,100)" in text and "default: 3)" in text
+
+
 def test_a_device_index_is_accepted_in_one_process(monkeypatch):
     monkeypatch.delenv("WORLD_SIZE", raising=False)
     assert cli.shared_options(_parse("--device", "cpu:0"))["batch_size"] == 256

@@ -19,6 +19,14 @@ def test_registry_names_and_keyword_construction():
     )
 
 
+def test_an_unknown_criterion_names_the_criteria_and_the_base_losses():
+    """A bare KeyError('vicreg') left a reader to guess that VICReg is a base loss here."""
+    with pytest.raises(KeyError, match=r"unknown criterion 'vicreg'; the criteria are \[.*'vcreg'"
+                       r".*base SSL losses are the classes VICRegLoss"):
+        criteria.CRITERIA["vicreg"]
+    assert criteria.CRITERIA.get("vicreg") is None and "vicreg" not in criteria.CRITERIA
+
+
 def test_import_entropylib_does_not_import_torch_or_criteria():
     code = (
         "import sys, entropylib; "
