@@ -1,6 +1,7 @@
 """The converged-base study's rule checks, plan labels and the executors that the --quick study
-end to end (``test_study.py``, minutes) is the only other test of: ``select_continue`` and
-``measure`` on hand-made stored units."""
+end to end (``test_study.py``, minutes) is the only other test of: ``select``,
+``select_continue``, ``measure`` and ``_continue`` on hand-made stored units, and the plateau
+unit's uncached features."""
 
 import numpy as np
 import pytest
@@ -118,3 +119,55 @@ def test_select_records_every_settings_score_and_none_for_a_diverged_one(tmp_pat
         "selected": "ref", "options": {"ent_coeff": 1.0}, "is_reference": True,
         "scores": {"ref": 77.33, "wild": None},  # (70 + 80 + 82) / 3 to 0.01 points
     }
+
+
+def test_a_gain_just_below_the_threshold_stops():
+    # the rounding absorbs floating-point error only (1e-14), not a real shortfall of 4e-6
+    rule = study.PlateauRule(period=2, min_epochs=8, cap=16)
+    curve = [(2, 70.0), (4, 75.0), (6, 78.0), (8, 78.299996)]
+    assert study.plateau_decision(curve, rule) == "plateau"
+
+
+def test_validation_knn_is_a_percentage_to_four_decimals(monkeypatch):
+    import types
+
+    from evaluation import knn
+
+    monkeypatch.setattr(knn, "knn_accuracy", lambda *a, **k: {20: types.SimpleNamespace(
+        top1=2 / 3)})
+    y = np.repeat(np.arange(2), 10)
+    validation = {"fraction": 0.1, "seed": 0, "k": 20, "temperature": 0.07}
+    assert study.validation_knn(np.zeros((20, 1)), y, validation) == 66.6667
+
+
+def test_continue_returns_the_training_result_and_a_divergence_as_a_result(monkeypatch):
+    from adapters.train import NonFiniteLoss
+    from paper import execute
+
+    unit = Unit("continue", {"seed": 0})
+    monkeypatch.setattr(execute, "continue_training", lambda *a, **k: {"steps": 3})
+    assert study._continue(unit, None, None, progress=False) == {"steps": 3}
+
+    def diverge(*a, **k):
+        raise NonFiniteLoss("loss is nan at step 2")
+
+    monkeypatch.setattr(execute, "continue_training", diverge)
+    assert study._continue(unit, None, None, progress=False) == {
+        "diverged": True, "error": "loss is nan at step 2", "artifacts": []}
+
+
+@pytest.mark.slow
+def test_split_features_without_the_cache_are_the_cached_ones(tmp_path):
+    # the plateau unit extracts its checkpoints' features uncached (each period's checkpoint
+    # is overwritten by the next)
+    from adapters.train import TrainConfig, train
+
+    out = tmp_path / "train"
+    train(TrainConfig(out=str(out), mode="pretrain", method="simsiam", backbone="small_cnn",
+                      dataset="digits", max_steps=1, batch_size=16, progress=False))
+    data = {"name": "digits", "root": "unused", "eval_train_limit": 100, "eval_test_limit": None}
+    x, y = study.split_features(out / "checkpoint.pt", data, train=True, cache=False)
+    cached_x, cached_y = study.split_features(out / "checkpoint.pt", data, train=True)
+    assert x.shape[0] == y.shape[0] == 100 and x.ndim == 2
+    np.testing.assert_array_equal(x, cached_x)
+    np.testing.assert_array_equal(y, cached_y)
