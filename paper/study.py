@@ -479,7 +479,8 @@ def plateau(unit: Unit, folder: Path, store: RunStore, *, progress: bool = True)
         steps = None if c["period_steps"] is None else epoch // rule.period * c["period_steps"]
         stage = Unit("pretrain", {"data": c["data"], "architecture": c["architecture"],
                                   "model": {**c["model"], "epochs": epoch, "max_steps": steps}},
-                     label=f"{unit.label} to epoch {epoch}")
+                     label=f"{unit.label} to epoch {epoch}" if reason is None else
+                     f"{unit.label}, stopped at epoch {epoch} ({reason}): its final state")
         trained = execute.pretrain(stage, folder, store, progress=progress)
         if reason is not None:
             break

@@ -3,6 +3,8 @@ end to end (``test_study.py``, minutes) is the only other test of: ``select``,
 ``select_continue``, ``measure`` and ``_continue`` on hand-made stored units, and the plateau
 unit's uncached features."""
 
+import json
+
 import numpy as np
 import pytest
 
@@ -171,3 +173,28 @@ def test_split_features_without_the_cache_are_the_cached_ones(tmp_path):
     assert x.shape[0] == y.shape[0] == 100 and x.ndim == 2
     np.testing.assert_array_equal(x, cached_x)
     np.testing.assert_array_equal(y, cached_y)
+
+
+def test_a_plateau_unit_resumed_after_its_stop_trains_no_further(tmp_path, monkeypatch):
+    """A curve that already meets the rule: the unit only reads its final state, at the last
+    curve point, and its log label says so rather than 'to epoch N'."""
+    from paper import execute
+
+    plan = study.build_study(study.full())
+    (base,) = [c.unit for c in plan.cells if c.table == "curve" and c.base == "swav"]
+    store = RunStore(tmp_path)
+    folder = store.folder(base)
+    points = [(2, 80.0), (4, 82.0), (6, 83.0), (8, 83.1)]  # 83.1 - 83.0 < 0.3 at epoch 8
+    (folder / study.CURVE_FILE).write_text(json.dumps(
+        [{"epoch": e, "step": 234 * e, "knn_val": a} for e, a in points]))
+    stages = []
+
+    def pretrain(stage, folder, store, *, progress):
+        stages.append(stage)
+        return {"steps": 234 * stage.config["model"]["epochs"]}
+
+    monkeypatch.setattr(execute, "pretrain", pretrain)
+    result = study.plateau(base, folder, store, progress=False)
+    assert [s.config["model"]["epochs"] for s in stages] == [8]
+    assert "to epoch" not in stages[0].label and "stopped at epoch 8 (plateau)" in stages[0].label
+    assert (result["stopped_epoch"], result["stop_reason"], result["steps"]) == (8, "plateau", 1872)
