@@ -457,6 +457,7 @@ registry.register(
         options={"bandwidth": "scott", "loo": False, "evaluation": "exact", "bounds": None},
         min_samples=lambda options, n: 2,
         check_options=_check_options,
+        smooths_ties=True,
         # data-scaled bandwidths are affine-equivariant; an absolute one fixes the frame
         scaling=lambda options, joint: "column" if isinstance(options["bandwidth"], str) else None,
     )
