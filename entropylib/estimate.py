@@ -101,6 +101,8 @@ def estimate(
         one-ulp gap, with no gradient) is for training losses that need a finite value; it
         warns when more than 0.1 % of a column's gaps were floored, since the estimate is
         then dominated by the floor. Use ``"jitter"`` to estimate the entropy of rounded data.
+        ``"kde"`` meets no zero gap: it warns (UserWarning) about a column with at most
+        sqrt(n) distinct values, which looks discrete, unless ``"jitter"`` dequantizes it.
     seed : int
         Seed of the ``ties="jitter"`` noise (a non-negative integer, Python or numpy).
     **options

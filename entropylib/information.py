@@ -20,8 +20,10 @@ several columns) and a method:
 Inputs are checked as :func:`entropylib.estimate` checks them (:mod:`entropylib.validation`),
 with the same ``nan_policy`` (``"omit"`` drops the rows where any variable is NaN, so every
 term sees the same rows), ``ties`` (for KSG a zero joint k-th neighbour distance is a tie,
-and for KSG2 a zero neighbour extent in one variable; ``"jitter"`` dequantizes each column)
-and ``base``. Variables must all be numpy arrays or all torch tensors; a tensor result keeps
+and for KSG2 a zero neighbour extent in one variable; ``"jitter"`` dequantizes each column;
+``"kde"``, which meets no tie, warns about a column of a variable with at most sqrt(n)
+distinct values, such as class labels, whose values it would smooth into a density) and
+``base``. Variables must all be numpy arrays or all torch tensors; a tensor result keeps
 the input's dtype and device, and is differentiable with the entropy-difference forms on the
 torch backend (KSG counts have no gradient).
 

@@ -30,6 +30,10 @@ Ties (``ties``): equal values make spacings or neighbour distances zero and log(
     rounded data.
     A constant column has no positive gap at any scale: under "raise" it is an error, under
     the other policies its entropy is -inf with a RuntimeWarning.
+    ``kde`` meets no zero gap (a kernel sum has positive terms), so no policy stops it on a
+    discrete variable: `estimate` and the information measures warn (UserWarning) about a
+    column with at most sqrt(n) distinct values instead (:func:`discrete_columns`), except
+    under "jitter", which gives the values a density first.
 """
 
 from __future__ import annotations

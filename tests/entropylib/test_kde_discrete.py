@@ -104,3 +104,13 @@ def test_ties_jitter_dequantizes_so_nothing_is_smoothed_wrongly():
         entropylib.mutual_information(x, y, "kde", ties="raise")
     _silent(lambda: entropylib.mutual_information(x, y, "kde", ties="jitter"))
     _silent(lambda: entropylib.estimate(y, "kde", ties="jitter"))
+
+
+def test_torch_tensors_warn_too_and_keep_their_gradient():
+    torch = pytest.importorskip("torch")
+    x, y = _labelled(500)
+    xt = torch.tensor(x, requires_grad=True)
+    with pytest.warns(UserWarning, match=r"^y has 2 distinct values among 500 rows"):
+        mi = entropylib.mutual_information(xt, torch.tensor(y, dtype=torch.float64), "kde")
+    mi.backward()
+    assert torch.isfinite(xt.grad).all()
