@@ -101,6 +101,8 @@ def estimate(
         one-ulp gap, with no gradient) is for training losses that need a finite value; it
         warns when more than 0.1 % of a column's gaps were floored, since the estimate is
         then dominated by the floor. Use ``"jitter"`` to estimate the entropy of rounded data.
+        ``"kde"`` meets no zero gap: it warns (UserWarning) about a column with at most
+        sqrt(n) distinct values, which looks discrete, unless ``"jitter"`` dequantizes it.
     seed : int
         Seed of the ``ties="jitter"`` noise (a non-negative integer, Python or numpy).
     **options
@@ -181,7 +183,16 @@ def estimate(
     else:
         result = _marginal_with_nans(run, data, nan_cols, nan_policy)
     validation.warn_floored(run.floored)
+    validation.warn_discrete(run.discrete, method, _DISCRETE_ADVICE)
     return _finish(result, samples, data, log_base, scalar=joint or samples.was_1d)
+
+
+#: what `estimate` advises for a discrete-looking column of a method that ties do not stop
+_DISCRETE_ADVICE = (
+    "If the values are rounded continuous data, pass ties='jitter' to dequantize them; for "
+    "the information a discrete variable shares with another, use mutual_information's "
+    "default method='ksg1'"
+)
 
 
 class _Runner:
@@ -199,6 +210,10 @@ class _Runner:
         self.label = label
         #: (floored count per column, gaps per column, what, column numbers) under "floor"
         self.floored: list = []
+        #: (name, distinct values, rows) of the discrete-looking columns, for a method that
+        #: ties do not stop (kde): every other method meets their ties and, under the default
+        #: ties="raise", refuses them, so kde warns rather than give a number silently
+        self.discrete: list = []
         #: False when the whole sample is known to be at a safe scale (no frame needed)
         self.may_need_frame = True
 
@@ -221,6 +236,11 @@ class _Runner:
         Data at an extreme scale are estimated in a frame scaled by powers of 2 (see
         :func:`entropylib.validation.frame_exponents`) and the log of the scale is added back.
         """
+        if self.spec.smooths_ties and self.ties != "jitter":
+            self.discrete += [
+                (f"column {j if columns is None else columns[j]}", distinct, data.shape[0])
+                for j, distinct in validation.discrete_columns(data)
+            ]
         exponents = self._frame_exponents(data, opts, joint=columns is None)
         if exponents is None:
             return self._run_noting_floors(data, opts, columns)

@@ -41,7 +41,9 @@ heavy-tailed data.
 
 Ties: repeated values need no policy here (a kernel sum always has positive terms), so
 ``ties="raise"`` does not object to them; ``ties="jitter"`` still dequantizes, and constant
-columns follow :func:`entropylib.estimate`'s rule.
+columns follow :func:`entropylib.estimate`'s rule. A discrete variable, though, is smoothed
+into a density it does not have, so `estimate` and the information measures warn about a
+column with at most sqrt(n) distinct values (:func:`entropylib.validation.discrete_columns`).
 """
 
 from __future__ import annotations
@@ -457,6 +459,7 @@ registry.register(
         options={"bandwidth": "scott", "loo": False, "evaluation": "exact", "bounds": None},
         min_samples=lambda options, n: 2,
         check_options=_check_options,
+        smooths_ties=True,
         # data-scaled bandwidths are affine-equivariant; an absolute one fixes the frame
         scaling=lambda options, joint: "column" if isinstance(options["bandwidth"], str) else None,
     )

@@ -66,6 +66,10 @@ class Method:
     #: backends whose implementation applies ``ties="jitter"`` itself (so that direct calls
     #: honour it); `estimate` dequantizes the data only for the others
     jitters_itself: frozenset[str] = frozenset()
+    #: the estimator never meets a zero gap (a kernel sum), so the tie policy cannot stop it on
+    #: a discrete variable: `estimate` and the information measures warn about a column that
+    #: looks discrete (:func:`entropylib.validation.discrete_columns`) instead
+    smooths_ties: bool = False
     #: how `estimate` may move data at an extreme scale into a safe floating-point frame (a
     #: multiplication by powers of 2, exact) and add the log of the scale back: given the
     #: filled-in options and ``joint``, ``"column"`` (the estimate is equivariant under
