@@ -142,8 +142,8 @@ class RunStore:
     def save(self, unit: Unit, result: Mapping[str, Any], seconds: float) -> dict[str, Any]:
         """Store ``result`` of ``unit`` atomically (temporary file + rename); returns the record.
 
-        ``seconds`` is the wall time of the run that finished the unit: the earlier runs of a
-        unit resumed from its checkpoint are not included.
+        ``seconds`` is the wall time of the run that finished the unit, kept to the millisecond:
+        the earlier runs of a unit resumed from its checkpoint are not included.
         """
         record = {
             "key": unit.key,
