@@ -223,10 +223,7 @@ class _Runner:
         opts = dict(self.spec.check_options(opts, n))
         need = self.spec.min_samples(opts, n)
         if n < need:
-            raise ValueError(
-                f"{self.label} needs at least {need} samples per column with "
-                f"these options, got n = {n}" + validation.axis_hint(n, data.shape[1], need)
-            )
+            raise validation.too_few_samples(self.label, need, data.shape, " per column")
         return opts
 
     def _call(self, data, opts, columns=None):

@@ -249,8 +249,7 @@ def _check_sample_size(spec: registry.Method, options: dict[str, Any],
     known = {key: value for key, value in options.items() if key in spec.options}
     need = spec.min_samples(spec.check_options({**spec.options, **known}, n), n)
     if n < need:
-        raise ValueError(f"method {spec.name!r} needs at least {need} samples with these "
-                         f"options, got n = {n}" + validation.axis_hint(n, shape[1], need))
+        raise validation.too_few_samples(f"method {spec.name!r}", need, shape)
 
 
 def _warn_discrete(method: str, data: Any, names: list[str], groups: list[list[int]],

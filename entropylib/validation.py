@@ -162,13 +162,16 @@ def _tensor_samples(x: Any, name: str) -> Samples:
     return Samples(x.reshape(-1, 1) if was_1d else x, was_1d, True)
 
 
-def axis_hint(rows: int, columns: int, need: int) -> str:
-    """The end of a too-few-samples message: a hint when the sample looks transposed (too
-    few rows, but enough columns to be the samples)."""
-    if columns < need:
-        return ""
-    return (f"; the sample has {rows} row(s) and {columns} columns, and samples go along "
-            "axis 0 (one row per sample): pass the transpose if each row holds one variable")
+def too_few_samples(method: str, need: int, shape: tuple[int, ...], per: str = "") -> ValueError:
+    """The error for a sample of ``shape`` with fewer rows than ``need`` (``method``: how the
+    message names the method; ``per``: e.g. " per column"). It adds a hint when the sample
+    looks transposed: too few rows, but enough columns to be the samples."""
+    rows, columns = shape[0], shape[1]
+    hint = "" if columns < need else (
+        f"; the sample has {rows} row(s) and {columns} columns, and samples go along axis 0 "
+        "(one row per sample): pass the transpose if each row holds one variable")
+    return ValueError(f"{method} needs at least {need} samples{per} with these options, got "
+                      f"n = {rows}{hint}")
 
 
 def _check_shape(shape: tuple[int, ...], name: str) -> None:
