@@ -229,7 +229,9 @@ def prepare(
                              num_workers=args.workers, amp=args.amp)
             if "transfer" in protocols:
                 data.check(make_options("transfer", options).spec)
-            _check_label_fractions(data, protocols, options, set(subset_lists(args.subset_list)))
+            if not models:  # every checkpoint has the same data set and labels
+                _check_label_fractions(data, protocols, options,
+                                       set(subset_lists(args.subset_list)))
         except (FileNotFoundError, ValueError) as err:  # CheckpointError is a ValueError
             raise ValueError(str(err) if path in str(err) else f"{path}: {err}") from None
         models.append(data)
